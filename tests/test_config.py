@@ -1,0 +1,48 @@
+"""Configuration checking: one clear error per bad setting."""
+
+import pytest
+
+from visiontune.config import TrainConfig, config_from_dict, load_config_file
+from visiontune.errors import ConfigError
+
+
+def test_model_kwargs_carry_only_set_fields_and_task_shape():
+    config = config_from_dict({"task": "warwick", "model": "unet", "depth": 3, "width": 4})
+    assert config.model_kwargs() == {"depth": 3, "width": 4, "in_channels": 2, "num_classes": 2}
+    assert TrainConfig(task="mnist").model_kwargs() == {"in_channels": 1, "num_classes": 10, "image_size": 28}
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"lrr": 0.1}, "unknown setting 'lrr'"),
+    ({"lr": -0.1}, "lr must be a positive number"),
+    ({"lr": "fast"}, "lr must be float"),
+    ({"blocks": 2.5}, "blocks must be int"),
+    ({"batchnorm": "yes"}, "batchnorm must be bool"),
+    ({"model": "fnn", "blocks": 3}, "blocks does not apply to model 'fnn'"),
+    ({"model": "unet"}, "unknown classification model 'unet'"),
+    ({"optimizer": "rmsprop"}, "optimizer must be one of sgd, adam, adamw"),
+    ({"loss": "dice"}, "loss must be one of ce for classification"),
+    ({"augment": "flip"}, "does not suit classification"),
+    ({"momentum": 1.5}, r"momentum must be in \[0, 1\)"),
+    ({"reg_weight": -1}, "reg_weight must be a non-negative number"),
+])
+def test_bad_settings_are_rejected_with_their_name(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"task": "mnist", **settings}, "my.json")
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"lr": 0.1,,}')
+    with pytest.raises(ConfigError, match=r"bad.json: not valid JSON \(line 1"):
+        load_config_file(path)
+    with pytest.raises(ConfigError, match="missing.json: cannot read config file"):
+        load_config_file(tmp_path / "missing.json")
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="expected a JSON object"):
+        load_config_file(path)
+
+
+def test_to_dict_round_trips():
+    config = config_from_dict({"task": "mnist", "model": "cnn", "blocks": 2, "dropout": 0.2})
+    assert config_from_dict(config.to_dict(compact=True)) == config

@@ -1,0 +1,5 @@
+"""Allow ``python -m visiontune``."""
+
+from visiontune.cli import main
+
+raise SystemExit(main())

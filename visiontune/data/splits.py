@@ -1,0 +1,73 @@
+"""In-memory data sets and the seeded train/validation split.
+
+A data set is held as uint8 tensors on the CPU: images ``(N, C, H, W)`` and targets, either
+class ids ``(N,)`` (int64) or masks ``(N, H, W)`` (uint8, 0/1). The validation split is carved
+from the training set once, by a seeded permutation; the test set is never touched. Split
+sizes and seed travel with the data so every run records them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from visiontune.errors import ConfigError
+
+
+@dataclass
+class ImageSet:
+    """Images ``(N, C, H, W)`` uint8 and their targets (labels ``(N,)`` or masks ``(N, H, W)``)."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def subset(self, index: torch.Tensor) -> "ImageSet":
+        """The samples at ``index``, as a new set."""
+        return ImageSet(self.images[index], self.targets[index])
+
+
+@dataclass
+class DataSplits:
+    """Train, validation and test sets of one task, with where they came from."""
+
+    task: str
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    split_seed: int
+    source: str  # human-readable origin: a folder, a zip, "synthetic", ...
+
+    def sizes(self) -> dict[str, int]:
+        """Number of samples per split."""
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+    def describe(self) -> dict:
+        """What a run records about its data: source, split sizes and seed."""
+        return {"source": self.source, "split_seed": self.split_seed, "sizes": self.sizes()}
+
+
+def split_train_val(full: ImageSet, val_size: int, seed: int) -> tuple[ImageSet, ImageSet]:
+    """Split ``full`` into (train, validation) by a permutation seeded with ``seed``.
+
+    The same seed and size give the same split on every machine (torch's CPU generator).
+    """
+    if not 0 < val_size < len(full):
+        raise ConfigError(f"--val-size must be between 1 and {len(full) - 1} for this data set, not {val_size}")
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(full), generator=generator)
+    val_index, train_index = order[:val_size].sort().values, order[val_size:].sort().values
+    return full.subset(train_index), full.subset(val_index)
+
+
+def limit(images: ImageSet, count: int | None, seed: int) -> ImageSet:
+    """A seeded random subset of ``count`` samples (all of them when ``count`` is None)."""
+    if count is None or count >= len(images):
+        return images
+    if count < 1:
+        raise ConfigError(f"a subset size must be at least 1, not {count}")
+    generator = torch.Generator().manual_seed(seed + 1)
+    return images.subset(torch.randperm(len(images), generator=generator)[:count].sort().values)

@@ -1,0 +1,260 @@
+"""The training engine: one fit/evaluate loop per task kind, shared by everything that trains.
+
+``visiontune train``, every search trial and every retraining of a best configuration go
+through :class:`Trainer`, so a number in a ranked table and a number from ``train`` come from
+the same code. The data live on the training device as tensors and batches are taken by index
+(no per-sample Dataset/DataLoader); the inner loop never synchronises with the host, losses are
+summed on the device and read once per epoch.
+
+Typical use::
+
+    trainer = Trainer(config, splits)
+    for epoch in range(config.epochs):
+        train_metrics = trainer.fit_epoch()      # {"train/loss": ..., "train/acc": ...}
+        val_metrics = trainer.evaluate("val")    # {"val/loss": ..., "val/acc": ...}
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from visiontune import metrics
+from visiontune.config import TrainConfig
+from visiontune.data.augment import Augmenter, parse_augment
+from visiontune.data.splits import DataSplits, ImageSet
+from visiontune.errors import VisiontuneError
+from visiontune.models import build_model, count_parameters
+from visiontune.tasks import TaskSpec, get_task
+
+# Evaluation batch sizes: large, since no gradients are kept (inference mode).
+EVAL_BATCH = {"classification": 2048, "segmentation": 64}
+
+
+class TrainingDiverged(VisiontuneError):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU; explicit names are checked."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VisiontuneError("--device cuda was asked for, but no CUDA GPU is available here")
+    return device
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - mean per-image soft Dice of the gland-class probability (smoothed by ``eps``)."""
+    probability = logits.float().softmax(dim=1)[:, 1]
+    target = target.float()
+    intersection = (probability * target).flatten(1).sum(1)
+    total = probability.flatten(1).sum(1) + target.flatten(1).sum(1)
+    return 1.0 - ((2 * intersection + eps) / (total + eps)).mean()
+
+
+def make_loss(kind: str, name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss function ``(logits, target) -> scalar``; cross-entropy is pixel-wise for masks."""
+    if name == "ce":
+        return lambda logits, target: F.cross_entropy(logits.float(), target)
+    if kind == "segmentation" and name == "dice":
+        return soft_dice_loss
+    if kind == "segmentation" and name == "ce+dice":
+        return lambda logits, target: F.cross_entropy(logits.float(), target) + soft_dice_loss(logits, target)
+    raise VisiontuneError(f"loss {name!r} does not apply to {kind}")
+
+
+def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
+    """SGD (lr, momentum) or Adam/AdamW (lr, betas); L2 is the optimizer's weight decay."""
+    decay = config.reg_weight if config.regularizer == "l2" else 0.0
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=decay)
+    optimizer_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return optimizer_class(parameters, lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=decay)
+
+
+@dataclass
+class DeviceSet:
+    """A split on the training device: float images in [0, 1] and targets ready for the loss."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+
+    @classmethod
+    def from_images(cls, data: ImageSet, device: torch.device, channels_last: bool) -> "DeviceSet":
+        images = data.images.to(device).float().div_(255.0)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return cls(images, data.targets.to(device).long())
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+class Trainer:
+    """Trains one configuration on one task and evaluates it; see the module docstring."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: DataSplits,
+        device: str | torch.device | None = "auto",
+        threads: int | None = None,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.spec: TaskSpec = get_task(config.task)
+        self.device = resolve_device(device)
+        if threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(config.seed)
+        self.model: nn.Module = build_model(config.model_name(), self.spec.kind, **config.model_kwargs())
+        self.channels_last = self.device.type == "cuda" and self.spec.kind == "segmentation"
+        self.model.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.num_parameters = count_parameters(self.model)
+        self.optimizer = make_optimizer(config, self.model.parameters())
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
+                          if config.lr_schedule == "cosine" else None)
+        self.loss_fn = make_loss(self.spec.kind, config.loss)
+        self.use_bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda")
+        # One generator drives batch order and augmentation: a run is reproducible from its seed.
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.augmenter = Augmenter(
+            parse_augment(config.augment, self.spec.kind), self.generator,
+            rotate_degrees=config.rotate_degrees, shift_pixels=config.shift_pixels,
+            noise_std=config.noise_std, stain_jitter=config.stain_jitter,
+            padding="zeros" if self.spec.kind == "classification" else "reflection",
+        )
+        self.splits = {name: DeviceSet.from_images(getattr(data, name), self.device, self.channels_last)
+                       for name in ("train", "val", "test")}
+        self.epoch = 0  # epochs completed
+
+    # ----------------------------------------------------------------------------- training
+    def _autocast(self):
+        if not self.use_bf16:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _l1_penalty(self) -> torch.Tensor:
+        return torch.stack([p.abs().sum() for p in self.model.parameters()]).sum()
+
+    def fit_epoch(self) -> dict[str, float]:
+        """Train one epoch over the shuffled training split; returns ``train/...`` metrics.
+
+        Raises :class:`TrainingDiverged` when the epoch's loss is not finite.
+        """
+        self.model.train()
+        data = self.splits["train"]
+        count, batch_size = len(data), self.config.batch_size
+        order = torch.randperm(count, generator=self.generator, device=self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        hits = torch.zeros((), device=self.device)  # correct samples, or Dice numerator
+        total = torch.zeros((), device=self.device)  # Dice denominator
+        l1 = self.config.regularizer == "l1"
+        for start in range(0, count, batch_size):
+            index = order[start:start + batch_size]
+            images, targets = data.images[index], data.targets[index]
+            if self.augmenter and self.spec.kind == "segmentation":
+                images, targets = self.augmenter(images, targets)  # same transform on the mask
+            elif self.augmenter:
+                images, _ = self.augmenter(images)
+            with self._autocast():
+                logits = self.model(images)
+                loss = self.loss_fn(logits, targets)
+            objective = loss + self.config.reg_weight * self._l1_penalty() if l1 else loss
+            self.optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            self.optimizer.step()
+            with torch.no_grad():
+                loss_sum += loss.detach() * index.numel()
+                if self.spec.kind == "classification":
+                    hits += (logits.argmax(1) == targets).sum()
+                else:
+                    numerator, denominator = metrics.dice_counts(logits.argmax(1), targets)
+                    hits += numerator.sum()
+                    total += denominator.sum()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.epoch += 1
+        mean_loss = float(loss_sum) / count  # the one host synchronisation of the epoch
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(f"training diverged in epoch {self.epoch}: the loss is {mean_loss}")
+        result = {metrics.TRAIN_LOSS: mean_loss}
+        if self.spec.kind == "classification":
+            result["train/acc"] = float(hits) / count
+        else:
+            result["train/dice_pooled"] = float(hits / total) if float(total) > 0 else 1.0
+        return result
+
+    # --------------------------------------------------------------------------- evaluation
+    @torch.inference_mode()
+    def predict(self, split: str) -> torch.Tensor:
+        """Logits of every sample of ``split`` (``train``, ``val`` or ``test``), on the CPU."""
+        self.model.eval()
+        data = self.splits[split]
+        step = EVAL_BATCH[self.spec.kind]
+        outputs = []
+        for start in range(0, len(data), step):
+            with self._autocast():
+                outputs.append(self.model(data.images[start:start + step]).float().cpu())
+        return torch.cat(outputs)
+
+    @torch.inference_mode()
+    def evaluate(self, split: str = "val") -> dict[str, float]:
+        """Loss and metrics of ``split``, named ``<split>/loss``, ``<split>/acc`` or ``<split>/dice``."""
+        self.model.eval()
+        data = self.splits[split]
+        step = EVAL_BATCH[self.spec.kind]
+        loss_sum = torch.zeros((), device=self.device)
+        accumulator = (metrics.AccuracyAccumulator(self.spec.num_classes) if self.spec.kind == "classification"
+                       else metrics.DiceAccumulator())
+        for start in range(0, len(data), step):
+            images, targets = data.images[start:start + step], data.targets[start:start + step]
+            with self._autocast():
+                logits = self.model(images)
+            loss_sum += self.loss_fn(logits, targets) * targets.shape[0]
+            accumulator.update(logits.float(), targets)
+        result = {f"{split}/loss": float(loss_sum) / len(data)}
+        result.update({f"{split}/{name}": value for name, value in accumulator.aggregate().items()})
+        return result
+
+    # ------------------------------------------------------------------- state and resuming
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: weights, optimizer, schedule, epoch and RNG states.
+
+        Only tensors and plain values, so it loads with ``torch.load(..., weights_only=True)``.
+        """
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "torch_rng": torch.get_rng_state(),
+            "generator": self.generator.get_state(),
+        }
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; training continues exactly where it stopped."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and "scheduler" in state:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        torch.set_rng_state(state["torch_rng"])
+        self.generator.set_state(state["generator"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+

@@ -1,0 +1,47 @@
+"""Small building blocks shared by the model families."""
+
+from __future__ import annotations
+
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module by name (relu, sigmoid, tanh, gelu)."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {name!r}") from None
+
+
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """Raise ``ValueError`` unless ``low <= value <= high``."""
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, not {value}")
+
+
+def conv_block(
+    in_channels: int,
+    out_channels: int,
+    batchnorm: bool,
+    dropout: float,
+    activation: str = "relu",
+) -> list[nn.Module]:
+    """3x3 convolution (padding 1), optional batchnorm, activation, optional Dropout2d.
+
+    Batchnorm sits between convolution and activation, as in the report; the convolution's bias
+    is dropped when batchnorm follows it (the batchnorm shift makes it redundant).
+    """
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=not batchnorm)]
+    if batchnorm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    layers.append(make_activation(activation))
+    if dropout > 0:
+        layers.append(nn.Dropout2d(dropout))
+    return layers
