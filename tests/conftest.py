@@ -5,12 +5,36 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# Ray reads these at import time: keep every Ray port on loopback, and Ray's own tables quiet.
+# (A plain Ray node on these machines binds to the external interface address.)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
-from visiontune.data import load_splits
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from visiontune.data import load_splits  # noqa: E402
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """One local Ray instance for the whole test session: 2 CPUs, no dashboard, loopback only.
+
+    Yields its GCS address, for tests that connect a second driver (a subprocess search).
+    ``ray.shutdown()`` stops the processes this session started.
+    """
+    import logging
+
+    import ray
+
+    context = ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    try:
+        yield context.address_info["gcs_address"]
+    finally:
+        ray.shutdown()
 
 
 def _real_root() -> Path | None:

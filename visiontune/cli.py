@@ -1,4 +1,4 @@
-"""Command-line front: ``visiontune train | data`` (search, analyze and reproduce build on these).
+"""Command-line front: ``visiontune train | search | data``.
 
 Errors a user can fix print one line (``visiontune: error: ...``) and exit 1, without a
 traceback; argparse's own usage errors exit 2; Ctrl-C exits 130.
@@ -120,6 +120,104 @@ def command_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_set_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs -> dict; values parse as JSON where they can (16, 0.5, true)."""
+    import json
+
+    fixed: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise VisiontuneError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set precision=bf16")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        fixed[key.strip().replace("-", "_")] = value
+    return fixed
+
+
+def command_search(args: argparse.Namespace) -> int:
+    """Run, resume, or list the spaces of, a hyperparameter search."""
+    if args.list_spaces:
+        from visiontune.search_spaces import list_spaces
+
+        rows = list_spaces(args.task)
+        width = max(len(name) for name, *_ in rows)
+        for name, task, description in rows:
+            print(f"{name:<{width}}  {task:<8} {description}")
+        return 0
+    from visiontune.search import SearchOptions, run_search
+
+    if args.resume:
+        if not args.name:
+            raise VisiontuneError("--resume needs --name NAME of the search to continue")
+        options = SearchOptions(task=args.task or "", name=args.name, storage=args.storage, address=args.address,
+                                time_budget=args.time_budget)
+        run_search(options, resume=True)
+        return 0
+    if not args.task:
+        raise VisiontuneError("search needs a TASK (mnist or warwick), or --list-spaces")
+    options = SearchOptions(
+        task=args.task, space=args.space, trials=args.trials, max_epochs=args.max_epochs,
+        grace_period=args.grace_period, reduction_factor=args.reduction_factor,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, concurrency=args.concurrency,
+        seed=args.seed, name=args.name, storage=args.storage, address=args.address, searcher=args.searcher,
+        scheduler=args.scheduler, time_budget=args.time_budget, warm_start=args.warm_start,
+        objectives=args.objectives, optuna_storage=args.optuna_storage, max_failures=args.max_failures,
+        top_k=args.top_k, fixed=parse_set_options(args.set),
+        data_dir=args.data_dir, synthetic=args.synthetic, val_size=args.val_size, split_seed=args.split_seed,
+        train_limit=args.train_limit, download=not args.no_download,
+    )
+    run_search(options)
+    return 0
+
+
+def add_search_parser(commands) -> None:
+    """The ``search`` sub-command and its options."""
+    search = commands.add_parser(
+        "search", help="hyperparameter search with Ray Tune, Optuna and ASHA",
+        description="Search a space of configurations: Optuna proposes trials (TPE by default), ASHA stops weak "
+                    "ones early on the validation metric, Ray runs them in parallel on CPUs or GPU fractions. "
+                    "The top-k trials by validation are evaluated once on the test split.")
+    search.add_argument("task", nargs="?", choices=list(TASKS), help="mnist or warwick")
+    search.add_argument("--list-spaces", action="store_true", help="list the named search spaces and exit")
+    what = search.add_argument_group("what to search")
+    what.add_argument("--space", metavar="NAME|FILE", help="named space (see --list-spaces) or a YAML/JSON file; "
+                                                           "default: the task's full space")
+    what.add_argument("--trials", type=int, metavar="N", help="number of trials (default 16; grid: every point)")
+    what.add_argument("--max-epochs", type=int, default=10, metavar="N", help="epochs of a trial that is never stopped [10]")
+    what.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="fix a setting for every trial, e.g. --set precision=bf16 (repeatable)")
+    what.add_argument("--searcher", choices=["tpe", "random", "grid"], default="tpe", help="proposal method [tpe]")
+    what.add_argument("--scheduler", choices=["asha", "none"], default="asha", help="early stopping [asha]")
+    what.add_argument("--grace-period", type=int, default=1, metavar="N", help="ASHA: epochs before a trial can be stopped [1]")
+    what.add_argument("--reduction-factor", type=int, default=3, metavar="N", help="ASHA: keep 1/N at each rung [3]")
+    what.add_argument("--seed", type=int, default=0, help="seed of the searcher [0]")
+    what.add_argument("--warm-start", metavar="report|FILE",
+                      help="evaluate these configurations first: 'report' (the report's best) or a YAML/JSON list")
+    what.add_argument("--objectives", metavar="METRIC,params",
+                      help="two objectives, e.g. val/acc,params: accuracy against learnable weights (Pareto front)")
+    what.add_argument("--time-budget", metavar="DURATION", help="no new trial after this (e.g. 30m, 2h); running "
+                                                                  "trials end at their next epoch")
+    what.add_argument("--top-k", type=int, default=3, metavar="K", help="evaluate the K best trials on test [3]")
+    where = search.add_argument_group("where it runs")
+    where.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="N", help="CPUs per trial [1]")
+    where.add_argument("--gpus-per-trial", type=float, default=0.0, metavar="F",
+                       help="GPU share per trial: 0.25 packs four trials on one GPU [0]")
+    where.add_argument("--concurrency", type=int, metavar="N", help="at most N trials at once (default: as resources allow)")
+    where.add_argument("--max-failures", type=int, default=2, metavar="N",
+                       help="retry a trial that raises N times from its last checkpoint, then record it failed [2]")
+    where.add_argument("--address", metavar="HOST:PORT", help="connect to a running Ray cluster (default: start a "
+                                                              "local one, bound to loopback)")
+    where.add_argument("--name", metavar="NAME", help="run name (default search-TASK-TIME); with --resume, the search to continue")
+    where.add_argument("--storage", default="runs", metavar="DIR|URI", help="where run folders go: a folder or s3://... [runs]")
+    where.add_argument("--optuna-storage", metavar="URL", help="keep the Optuna study in this database, e.g. sqlite:///study.db")
+    where.add_argument("--resume", action="store_true", help="continue the search --name after an interruption")
+    add_data_options(search)
+    search.set_defaults(handler=command_search)
+
+
 # ------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
@@ -144,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(train)
     add_data_options(train)
     train.set_defaults(handler=command_train)
+
+    add_search_parser(commands)
 
     data = commands.add_parser("data", help="check a data set (or download MNIST)",
                                description="Load a task's data set as training would and show its split, "

@@ -30,6 +30,13 @@ RESULT_FILE = "result.json"
 BEST_CHECKPOINT = "best.pt"
 
 
+def _umask_mode() -> int:
+    """The mode a plainly created file gets (mkstemp would make it private, 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
     path = Path(path)
@@ -37,6 +44,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(descriptor, "w") as stream:
             stream.write(text)
+        os.chmod(temporary, _umask_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -55,6 +63,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.close(descriptor)
     try:
         torch.save(state, temporary)
+        os.chmod(temporary, _umask_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -1,0 +1,255 @@
+"""The search service on a real (local, 2-CPU, loopback) Ray instance and tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+import faulty_trainables
+from visiontune.cli import main
+from visiontune.search import REPORT_BEST, SearchOptions, run_search
+
+
+def search(tmp_path: Path, trial_function=None, **overrides) -> tuple[dict, Path, list[str]]:
+    values = dict(task="mnist", space="mnist-cnn", synthetic=True, trials=4, max_epochs=3,
+                  storage=str(tmp_path / "runs"), name="s")
+    values.update(overrides)
+    lines: list[str] = []
+    summary = run_search(SearchOptions(**values), progress=lines.append, trial_function=trial_function)
+    return summary, tmp_path / "runs" / values["name"], lines
+
+
+def epochs_reported(trial_dir: Path) -> list[int]:
+    """The epochs of every report a trial made, from Ray's per-trial result.json (one JSON per line)."""
+    lines = (trial_dir / "result.json").read_text().splitlines()
+    return [json.loads(line)["epoch"] for line in lines if line.strip()]
+
+
+def test_four_trial_search_writes_a_complete_ranked_run_folder(ray_address, tmp_path):
+    started = time.time()
+    summary, run, lines = search(tmp_path)
+    assert time.time() - started < 60
+    assert summary["trials"] == 4
+    table = pd.read_csv(run / "trials.csv")
+    assert len(table) == 4 and list(table["rank"]) == [1, 2, 3, 4]
+    assert set(table["status"]) <= {"finished", "stopped"}
+    values = list(table["best_val/acc"])
+    assert values == sorted(values, reverse=True)
+    for row in table.itertuples():
+        assert not row.path.startswith("/")  # relative: a moved folder still reads
+        progress = pd.read_csv(run / row.path / "progress.csv")
+        assert row.best_epoch == int(progress.loc[progress["val/acc"].idxmax(), "epoch"])
+        assert row.epochs == len(progress) == progress["epoch"].max()
+        assert abs(progress["val/acc"].max() - values[row.rank - 1]) < 1e-9
+        checkpoints = [p for p in (run / row.path).iterdir() if p.name.startswith("checkpoint_")]
+        assert 1 <= len(checkpoints) <= 2  # the best and the latest, never more
+    test = json.loads((run / "test_results.json").read_text())
+    assert test["metric"] == "val/acc" and test["split"]["sizes"] == {"train": 500, "val": 100, "test": 200}
+    assert [t["rank"] for t in test["trials"].values()] == [1, 2, 3]
+    assert list(test["trials"]) == list(table["trial_id"][:3])
+    assert all(0 <= t["test/acc"] <= 1 for t in test["trials"].values())
+    assert sorted(p.name for p in (run / "predictions").iterdir()) == sorted(f"{t}.npz" for t in test["trials"])
+    record = json.loads((run / "search.json").read_text())
+    assert record["options"]["trials"] == 4 and record["options"]["seed"] == 0
+    assert record["command"] and record["versions"]["ray"] and record["data"]["split_seed"] == 0
+    assert any(line.startswith("run folder:") for line in lines)
+
+
+def test_moved_run_folder_still_reads(ray_address, tmp_path):
+    _, run, _ = search(tmp_path, trials=2, max_epochs=1)
+    moved = tmp_path / "elsewhere" / "moved"
+    shutil.move(str(run), moved)
+    for path in pd.read_csv(moved / "trials.csv")["path"]:
+        assert (moved / path / "progress.csv").is_file()
+
+
+def test_same_seed_proposes_the_same_configurations(ray_address, tmp_path):
+    _, first, _ = search(tmp_path, trials=3, max_epochs=1, name="a")
+    _, second, _ = search(tmp_path, trials=3, max_epochs=1, name="b")
+    configs = lambda run: sorted(json.dumps(t["config"], sort_keys=True)  # noqa: E731
+                                 for t in json.loads((run / "trials.json").read_text()))
+    assert configs(first) == configs(second)
+
+
+def test_diverging_trial_is_recorded_and_the_search_goes_on(ray_address, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  model: cnn\n  optimizer: sgd\n  lr: [1000000.0, 0.01]\n")
+    summary, run, _ = search(tmp_path, space=str(space), searcher="grid", trials=None, max_epochs=2)
+    table = pd.read_csv(run / "trials.csv").set_index("lr")
+    assert table.loc[1e6, "status"] == "diverged" and table.loc[0.01, "status"] == "finished"
+    assert table.loc[0.01, "rank"] == 1
+    diverged = run / table.loc[1e6, "path"]
+    last = json.loads((diverged / "result.json").read_text().splitlines()[-1])
+    assert last["diverged"] is True and last["epoch"] == 1
+    assert summary["status"] == {"diverged": 1, "finished": 1}
+
+
+def test_failing_trial_is_retried_from_checkpoint_then_recorded_failed(ray_address, tmp_path):
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(faulty_trainables)
+    faulty_trainables.MARKER_DIR = str(tmp_path / "markers")
+    space = tmp_path / "space.yaml"
+    space.write_text(f"params:\n  model: cnn\n  lr: [{faulty_trainables.FLAKY_LR}, {faulty_trainables.BROKEN_LR}, 0.005]\n")
+    summary, run, lines = search(tmp_path, space=str(space), searcher="grid", trials=None, max_epochs=3,
+                                 scheduler="none", max_failures=2, trial_function=faulty_trainables.flaky_trainable)
+    table = pd.read_csv(run / "trials.csv").set_index("lr")
+    assert table.loc[faulty_trainables.FLAKY_LR, "status"] == "finished"
+    assert table.loc[faulty_trainables.BROKEN_LR, "status"] == "failed"
+    assert table.loc[0.005, "status"] == "finished"
+    # the flaky trial ran epoch 1, failed, and its retry resumed from the epoch-1 checkpoint
+    markers = {p.name for p in (tmp_path / "markers").iterdir()}
+    assert {f"{faulty_trainables.FLAKY_LR}-0-resumed-False", f"{faulty_trainables.FLAKY_LR}-1-resumed-True"} <= markers
+    assert epochs_reported(run / table.loc[faulty_trainables.FLAKY_LR, "path"]) == [1, 2, 3]
+    # the broken one was tried 1 + max_failures times
+    assert len([m for m in markers if m.startswith(f"{faulty_trainables.BROKEN_LR}-") and "resumed" not in m]) == 3
+    assert any("failed after its retries" in line for line in lines)
+
+
+def test_optuna_storage_holds_every_trial(ray_address, tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    summary, run, _ = search(tmp_path, trials=4, max_epochs=3, optuna_storage=url, name="opt")
+    study = optuna.load_study(study_name="opt", storage=url)
+    assert len(study.trials) == 4
+    table = pd.read_csv(run / "trials.csv")
+    states = {t.state for t in study.trials}
+    assert states <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    told = sorted(t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
+    finished = sorted(table.loc[table["status"] == "finished", "best_val/acc"])
+    assert told == pytest.approx(finished)
+    assert sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials) == (table["status"] == "stopped").sum()
+
+
+def test_warm_start_report_runs_the_reports_best_first(ray_address, tmp_path):
+    _, run, _ = search(tmp_path, space="mnist", trials=2, max_epochs=1, warm_start="report", name="warm")
+    configs = [t["config"] for t in json.loads((run / "trials.json").read_text())]
+    expected = {**REPORT_BEST["mnist"], "task": "mnist", "epochs": 1}
+    assert expected in configs
+
+
+def test_two_objective_search_records_the_pareto_front(ray_address, tmp_path):
+    summary, run, _ = search(tmp_path, trials=4, max_epochs=1, objectives="val/acc,params", name="pareto")
+    front = json.loads((run / "pareto.json").read_text())
+    trials = json.loads((run / "trials.json").read_text())
+    assert front and [f["trial_id"] for f in front] == summary["pareto"]
+    for point in front:  # nothing is better on both counts
+        assert not any(t["best_value"] > point["val/acc"] and t["params"] < point["params"] for t in trials)
+
+
+def test_time_budget_stops_new_trials_but_still_evaluates_on_test(ray_address, tmp_path):
+    summary, run, _ = search(tmp_path, task="warwick", space="warwick-unet", trials=12, max_epochs=30,
+                             time_budget="12s", name="budget")
+    table = pd.read_csv(run / "trials.csv")
+    started = table[table["epochs"] > 0]
+    assert len(started) < 12
+    assert set(table["status"]) <= {"stopped (time budget)", "stopped", "not started (time budget)", "finished"}
+    assert (table["status"] == "stopped (time budget)").any()
+    assert json.loads((run / "test_results.json").read_text())["trials"]  # the top-k test still happened
+
+
+def test_resume_after_killing_the_driver_loses_and_repeats_nothing(ray_address, tmp_path):
+    """SIGKILL a search mid-way (a subprocess on the session's Ray), resume it, and check every trial."""
+    storage = tmp_path / "runs"
+    command = [sys.executable, "-m", "visiontune", "search", "warwick", "--synthetic", "--space", "warwick-unet",
+               "--trials", "6", "--max-epochs", "4", "--scheduler", "none", "--address", ray_address,
+               "--storage", str(storage), "--name", "killed"]
+    log = (tmp_path / "driver.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    run = storage / "killed"
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:  # wait until one trial is done and another is half-way
+            counts = [len(epochs_reported(d)) for d in run.glob("trial_*") if (d / "result.json").is_file()]
+            if 4 in counts and any(0 < c < 4 for c in counts):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the search never reached the point to kill it: " + (tmp_path / "driver.log").read_text())
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    before = {d.name: epochs_reported(d) for d in run.glob("trial_*") if (d / "result.json").is_file()}
+    finished_before = {name for name, epochs in before.items() if len(epochs) == 4}
+    snapshots = {name: (run / name / "result.json").read_text() for name in finished_before}
+
+    summary = run_search(SearchOptions(task="", name="killed", storage=str(storage)), resume=True,
+                         progress=lambda line: None)
+
+    trials = json.loads((run / "trials.json").read_text())
+    assert summary["trials"] == 6 and len(trials) == 6
+    assert {t["status"] for t in trials} == {"finished"}
+    for trial in trials:
+        # every epoch exactly once: running trials kept their metrics and resumed, none restarted
+        assert epochs_reported(run / trial["path"]) == [1, 2, 3, 4], trial["trial_id"]
+    for name in finished_before:  # finished trials were not run again
+        assert (run / name / "result.json").read_text() == snapshots[name]
+    # The searcher state was restored: a fresh TPE with the same seed would propose the
+    # pre-kill configurations again; all six are distinct.
+    configs = {json.dumps(t["config"], sort_keys=True) for t in trials}
+    assert len(configs) == 6
+
+
+def test_bad_space_file_fails_before_ray_starts(tmp_path, capsys, monkeypatch):
+    import visiontune.search as search_module
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray must not start for a bad space")
+
+    monkeypatch.setattr(search_module, "start_or_connect_ray", no_ray)
+    space = tmp_path / "bad.yaml"
+    space.write_text("params:\n  lr: {loguniform: [0, 0.01]}\n")
+    storage = tmp_path / "runs"
+    code = main(["search", "warwick", "--synthetic", "--space", str(space), "--storage", str(storage), "--name", "x"])
+    stderr = capsys.readouterr().err
+    assert code == 1 and stderr.count("\n") == 1
+    assert f"{space}: lr: a log range must lie above 0" in stderr
+    assert not (storage / "x").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--grace-period", "5", "--max-epochs", "3"], "--grace-period 5 exceeds --max-epochs 3"),
+    (["--objectives", "val/acc,flops"], "--objectives 'val/acc,flops': supported is 'val/acc,params'"),
+    (["--time-budget", "soon"], "--time-budget 'soon': expected a duration"),
+    (["--searcher", "grid"], "space 'mnist' is a define-by-run function and cannot run as a grid"),
+    (["--space", "mnist-report-blocks", "--searcher", "grid", "--trials", "3"], "runs every point"),
+    (["--set", "lr=0.1"], "--set lr: the space 'mnist' already sets or searches it"),
+    (["--warm-start", "{tmp}/missing.yaml"], "missing.yaml: cannot read"),
+])
+def test_bad_search_options_are_one_line_errors(tmp_path, capsys, monkeypatch, argv, message):
+    import visiontune.search as search_module
+
+    monkeypatch.setattr(search_module, "start_or_connect_ray", lambda *a, **k: pytest.fail("Ray started"))
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    code = main(["search", "mnist", "--synthetic", "--storage", str(tmp_path), "--name", "x", *argv])
+    stderr = capsys.readouterr().err
+    assert code == 1 and stderr.count("\n") == 1 and message in stderr, stderr
+
+
+def test_existing_run_name_is_refused_without_resume(ray_address, tmp_path, capsys):
+    search(tmp_path, trials=1, max_epochs=1, name="taken")
+    code = main(["search", "mnist", "--synthetic", "--space", "mnist-cnn", "--storage", str(tmp_path / "runs"),
+                 "--name", "taken"])
+    assert code == 1 and "already exists; continue it with --resume --name taken" in capsys.readouterr().err
+
+
+def test_ray_listens_on_loopback_only(ray_address):
+    import psutil
+    import ray
+
+    ray_pids = {p.pid for p in psutil.Process().children(recursive=True)}
+    listening = [c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in ray_pids]
+    assert listening, "found no listening Ray sockets to check"
+    for connection in listening:
+        address = connection.laddr.ip
+        assert address.startswith("127.") or address in ("::1", "::ffff:127.0.0.1"), connection
+    assert ray.util.get_node_ip_address().startswith("127.")

@@ -1,0 +1,109 @@
+"""A concise progress display for a search, replacing Ray Tune's verbose tables.
+
+One line when a trial ends (how it ended, its best validation metric) and a status line at most
+every ``interval_s`` seconds: trials running / finished / stopped / failed, the best validation
+metric so far, and the elapsed time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from ray.tune import Callback
+
+from visiontune.trainables.loop import DIVERGED, EPOCH, best_name
+
+
+def format_duration(seconds: float) -> str:
+    """``1h02m``, ``4m05s`` or ``12s``."""
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class ProgressPrinter(Callback):
+    """Prints trial endings and a periodic status line to standard output."""
+
+    def __init__(self, metric: str, total_trials: int, max_epochs: int, interval_s: float = 20.0,
+                 emit: Callable[[str], None] = print) -> None:
+        self.emit = emit
+        self.metric = metric
+        self.total_trials = total_trials
+        self.max_epochs = max_epochs
+        self.interval_s = interval_s
+        self.started = time.time()
+        self.last_status = 0.0
+        self.best: tuple[float, str] | None = None
+        self.ended: dict[str, str] = {}
+
+    def setup(self, **info):
+        """Called by Tune when the run (or its resumption) starts: begin counting afresh."""
+        self.started = time.time()
+        self.last_status = 0.0
+
+    def _print(self, line: str) -> None:
+        self.emit(f"[{format_duration(time.time() - self.started):>6}] {line}")
+
+    @staticmethod
+    def _error_summary(trial) -> str:
+        """The last line of a trial's error (the exception and its message)."""
+        try:
+            error = trial.get_pickled_error()
+        except Exception:  # noqa: BLE001 - an unreadable error file must not break the display
+            error = None
+        if error is None:
+            return "see its error.txt"
+        cause = getattr(error, "cause", None) or error
+        return " ".join(f"{type(cause).__name__}: {cause}".split())[:300]
+
+    def _best_of(self, result: dict) -> float | None:
+        value = result.get(best_name(self.metric), result.get(self.metric))
+        return None if value is None else float(value)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        value = self._best_of(result)
+        if value is not None and not result.get(DIVERGED) and (self.best is None or value > self.best[0]):
+            self.best = (value, trial.trial_id)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        if not result.get(EPOCH):
+            how = "ended before its first epoch (time budget)"
+            self.ended[trial.trial_id] = "skipped"
+        elif result.get(DIVERGED):
+            how = f"diverged in epoch {result[EPOCH]}"
+            self.ended[trial.trial_id] = "diverged"
+        elif result[EPOCH] >= self.max_epochs:
+            how = f"finished {result[EPOCH]} epochs"
+            self.ended[trial.trial_id] = "finished"
+        else:
+            how = f"stopped after epoch {result[EPOCH]}"
+            self.ended[trial.trial_id] = "stopped"
+        value = self._best_of(result)
+        shown = f", best {self.metric} {value:.4f}" if value is not None and result.get(EPOCH) else ""
+        self._print(f"trial {trial.trial_id} {how}{shown}")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.ended[trial.trial_id] = "failed"
+        self._print(f"trial {trial.trial_id} failed after its retries: {self._error_summary(trial)} "
+                    f"(traceback: {trial.trial_id and 'trial_' + trial.trial_id}/error.txt)")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._print(f"trial {trial.trial_id} raised {self._error_summary(trial)}; retrying from its last checkpoint")
+
+    def on_step_end(self, iteration, trials, **info):
+        now = time.time()
+        if now - self.last_status < self.interval_s:
+            return
+        self.last_status = now
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        counts = {kind: sum(1 for v in self.ended.values() if v == kind)
+                  for kind in ("finished", "stopped", "diverged", "failed")}
+        best = f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else "no result yet"
+        ended = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+        self._print(f"{len(trials)}/{self.total_trials} trials started, {running} running"
+                    f"{', ' + ended if ended else ''} | {best}")

@@ -1,0 +1,123 @@
+"""Search spaces: named ones (``visiontune search --list-spaces``) and user files.
+
+A space is an Optuna define-by-run function: it only calls ``trial.suggest_*`` and returns a
+dict of plain constants; the sampled values plus the constants form a trial's config. Named
+spaces are Python functions (``classification.py``, ``segmentation.py``) or data
+(``grids.py``, the report's grid studies); user spaces come from YAML/JSON files
+(``declarative.py``). Every space is checked by sampling before Ray starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from visiontune.config import config_from_dict
+from visiontune.errors import ConfigError
+from visiontune.search_spaces import classification, grids, segmentation
+from visiontune.search_spaces.declarative import DeclarativeSpace, load_space_file
+from visiontune.tasks import get_task
+
+
+@dataclass
+class SearchSpace:
+    """A named, checked search space for one task."""
+
+    name: str
+    task: str
+    description: str
+    define_by_run: Callable[[Any], dict[str, Any] | None]  # picklable: Ray saves it with the searcher
+    declarative: DeclarativeSpace | None = None  # data spaces can also run as a grid
+
+    def grid(self) -> dict[str, list]:
+        """The grid of a data space; a :class:`ConfigError` for define-by-run functions."""
+        if self.declarative is None:
+            raise ConfigError(f"space {self.name!r} is a define-by-run function and cannot run as a grid; "
+                              "use a grid space (see --list-spaces) or a YAML file whose parameters are lists")
+        return self.declarative.grid()
+
+    def sample(self, count: int, seed: int = 0) -> list[dict[str, Any]]:
+        """``count`` configurations drawn by Optuna's random sampler (params plus constants)."""
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed), direction="maximize")
+        configs = []
+        for _ in range(count):
+            trial = study.ask()
+            constants = self.define_by_run(trial) or {}
+            configs.append({**trial.params, **constants})
+            study.tell(trial, 0.0)
+        return configs
+
+
+@dataclass(frozen=True)
+class _Named:
+    task: str
+    description: str
+    space: Callable | dict  # a define-by-run function or a data space
+
+
+def _describe(function: Callable) -> str:
+    return (function.__doc__ or "").strip().splitlines()[0]
+
+
+NAMED_SPACES: dict[str, _Named] = {
+    "mnist": _Named("mnist", _describe(classification.mnist_full), classification.mnist_full),
+    "mnist-cnn": _Named("mnist", _describe(classification.mnist_cnn), classification.mnist_cnn),
+    "warwick": _Named("warwick", _describe(segmentation.warwick_full), segmentation.warwick_full),
+    "warwick-unet": _Named("warwick", _describe(segmentation.warwick_unet), segmentation.warwick_unet),
+    **{name: _Named(data["task"], data["description"], data) for name, data in grids.GRIDS.items()},
+}
+
+
+def list_spaces(task: str | None = None) -> list[tuple[str, str, str]]:
+    """(name, task, one-line description) of every named space, optionally of one task."""
+    return [(name, named.task, named.description) for name, named in NAMED_SPACES.items()
+            if task is None or named.task == task]
+
+
+def resolve_space(task: str, spec: str | None) -> SearchSpace:
+    """The space named ``spec`` (default: the task's own name) or loaded from a YAML/JSON file."""
+    get_task(task)
+    spec = spec or task
+    if spec in NAMED_SPACES:
+        named = NAMED_SPACES[spec]
+        if named.task != task:
+            raise ConfigError(f"space {spec!r} is for task {named.task}, not {task}")
+        if isinstance(named.space, dict):
+            declarative = DeclarativeSpace(named.space, task, f"space {spec!r}")
+            return SearchSpace(spec, task, named.description, declarative, declarative)
+        return SearchSpace(spec, task, named.description, named.space)
+    path = Path(spec)
+    if not (path.suffix.lower() in (".yaml", ".yml", ".json") or path.exists()):
+        names = ", ".join(name for name, *_ in list_spaces(task))
+        raise ConfigError(f"unknown space {spec!r}; named spaces for {task}: {names} (or give a .yaml/.json file)")
+    declarative = DeclarativeSpace(load_space_file(path), task, str(path))
+    return SearchSpace(str(path), task, declarative.description, declarative, declarative)
+
+
+def check_space(space: SearchSpace, fixed: dict[str, Any], samples: int = 64, seed: int = 0) -> None:
+    """Sample ``samples`` configurations and validate each one as a full training config.
+
+    Catches combinations that no single parameter check sees (a CNN setting sampled for the
+    FNN), so that a bad space fails in one line before Ray starts, not in a trial.
+    """
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    try:
+        configs = space.sample(samples, seed) if space.declarative is None or space.declarative.params else []
+    except ConfigError:
+        raise
+    except Exception as error:  # an Optuna error from a malformed define-by-run function
+        raise ConfigError(f"space {space.name!r} cannot be sampled: {error}") from None
+    for config in configs:
+        try:
+            config_from_dict({**config, **fixed}, "sampled configuration")
+        except ConfigError as error:
+            shown = ", ".join(f"{k}={v}" for k, v in config.items())
+            raise ConfigError(f"space {space.name!r} produced an invalid configuration ({shown}): {error}") from None
+
+
+__all__ = ["SearchSpace", "check_space", "list_spaces", "resolve_space"]

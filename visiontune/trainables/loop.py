@@ -1,0 +1,103 @@
+"""The trial loop that both trainables share: config -> Trainer -> one report per epoch.
+
+Each epoch is one Tune iteration: train, evaluate on validation, save a checkpoint holding the
+full resume state (weights, optimiser, schedule, epoch, RNG, best-so-far) and report the
+metrics with it. A trial restarted by Tune (a retry after an error, or ``--resume`` after the
+driver died) restores that state and continues exactly where it stopped. A trial whose loss is
+not finite reports once more with ``diverged`` set and ends; the search goes on.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from visiontune import runs
+from visiontune.config import config_from_dict
+from visiontune.data.splits import DataSplits
+from visiontune.engine import Trainer, TrainingDiverged
+from visiontune.tasks import get_task
+
+STATE_FILE = "state.pt"
+# Keys of every report besides the metrics themselves.
+EPOCH = "epoch"
+DIVERGED = "diverged"
+PARAMS = "params"
+NODE_ID = "node_id"
+EPOCH_TIME = "epoch_time_s"
+
+
+def best_name(metric: str) -> str:
+    """Name of the best-so-far companion of a metric: ``val/acc`` -> ``val/acc_best``."""
+    return f"{metric}_best"
+
+
+def _assigned_device_and_threads() -> tuple[str, int | None, str]:
+    """(device, CPU threads, node id) from the resources Ray gave this trial."""
+    import ray
+
+    context = ray.get_runtime_context()
+    resources = context.get_assigned_resources()
+    threads = max(1, int(resources.get("CPU", 1)))
+    device = "cuda" if resources.get("GPU", 0) > 0 else "cpu"
+    return device, threads, context.get_node_id()
+
+
+def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadline: float | None = None) -> None:
+    """Train ``config`` for up to ``max_epochs`` epochs, reporting to Ray Tune after each.
+
+    With a ``deadline`` (a time budget, as ``time.time()``), a trial does not start after it,
+    and a running trial ends cleanly at its first report after it.
+    """
+    from ray import tune
+
+    if deadline is not None and time.time() >= deadline and tune.get_checkpoint() is None:
+        # Proposed before the budget ran out but placed after it: end at once. The one report
+        # (epoch 0, the worst metric) keeps schedulers, which expect the metric, satisfied.
+        metric = get_task(config["task"]).val_metric
+        tune.report({metric: 0.0, best_name(metric): 0.0, EPOCH: 0, DIVERGED: False})
+        return
+
+    settings = config_from_dict(dict(config), "trial config")
+    device, threads, node_id = _assigned_device_and_threads()
+    trainer = Trainer(settings, data, device=device, threads=threads)
+    metric = trainer.spec.val_metric
+    best_value, best_epoch = float("-inf"), 0
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            saved = runs.load_checkpoint(Path(folder) / STATE_FILE, trainer.device)
+        trainer.load_state_dict(saved["trainer"])
+        best_value, best_epoch = saved["best_value"], saved["best_epoch"]
+
+    while trainer.epoch < max_epochs:
+        started = time.perf_counter()
+        try:
+            train_metrics = trainer.fit_epoch()
+        except TrainingDiverged:
+            # Report once more so the trial's record shows the divergence; the metric keeps the
+            # best value seen (0 if none) so that schedulers and searchers rank it as weak.
+            fallback = best_value if best_epoch else 0.0
+            tune.report({metric: fallback, best_name(metric): fallback, EPOCH: trainer.epoch,
+                         DIVERGED: True, PARAMS: trainer.num_parameters, NODE_ID: node_id})
+            return
+        val_metrics = trainer.evaluate("val")
+        if val_metrics[metric] > best_value:
+            best_value, best_epoch = val_metrics[metric], trainer.epoch
+        report = {
+            **train_metrics, **val_metrics,
+            best_name(metric): best_value, "best_epoch": best_epoch, EPOCH: trainer.epoch,
+            DIVERGED: False, PARAMS: trainer.num_parameters, NODE_ID: node_id,
+            EPOCH_TIME: time.perf_counter() - started,
+        }
+        with tempfile.TemporaryDirectory(prefix="visiontune-ckpt-") as folder:
+            runs.save_checkpoint(Path(folder) / STATE_FILE, {
+                "trainer": trainer.state_dict(), "best_value": best_value, "best_epoch": best_epoch,
+            })
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
+        if deadline is not None and time.time() >= deadline:
+            return
+
