@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ## demo: create the environment and run the main job on its defaults
 demo: $(STAMP)
-	$(BIN)/visiontune train mnist --epochs 2
+	$(BIN)/visiontune search mnist --space mnist-cnn --trials 8 --max-epochs 2
 
 ## test: create the environment if needed and run the test suite
 test: $(STAMP)

@@ -10,13 +10,13 @@ from visiontune.engine import Trainer, TrainingDiverged, soft_dice_loss
 
 
 def digits_config(**overrides) -> TrainConfig:
-    values = dict(task="mnist", model="cnn", width=8, batch_size=32, epochs=3, lr=3e-3)
+    values = dict(task="mnist", model="cnn", width=8, batch_size=32, epochs=3, lr=3e-3, precision="fp32")
     values.update(overrides)
     return TrainConfig(**values)
 
 
 def glands_config(**overrides) -> TrainConfig:
-    values = dict(task="warwick", model="fcn2", width=4, batch_size=8, epochs=3, lr=1e-2)
+    values = dict(task="warwick", model="fcn2", width=4, batch_size=8, epochs=3, lr=1e-2, precision="fp32")
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -64,6 +64,7 @@ def test_resume_from_state_dict_continues_exactly(make_config, digits_splits, gl
     first_half = Trainer(config, splits, device="cpu")
     first_half.fit_epoch()
     state = first_half.state_dict()
+    assert state["bf16"] is False
     torch.manual_seed(12345)  # disturb global RNG: the state must carry what matters
     resumed = Trainer(config, splits, device="cpu")
     resumed.load_state_dict(state)
@@ -110,3 +111,15 @@ def test_soft_dice_loss_is_zero_for_perfect_and_one_for_disjoint():
     disjoint = torch.stack([target * 50.0, (1 - target) * 50.0], dim=1).float()
     assert soft_dice_loss(perfect, target, eps=1e-6).item() == pytest.approx(0.0, abs=1e-4)
     assert soft_dice_loss(disjoint, target, eps=1e-6).item() == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("config_of", [digits_config, glands_config])
+def test_auto_precision_gives_the_same_run_as_the_precision_it_chose(config_of, digits_splits, glands_splits):
+    """The bf16 probe trains a copy: the real run equals one configured with the chosen precision."""
+    splits = digits_splits if config_of is digits_config else glands_splits
+    auto = Trainer(config_of(precision="auto"), splits, device="cpu")
+    assert auto.precision in ("fp32", "bf16")
+    fixed = Trainer(config_of(precision=auto.precision), splits, device="cpu")
+    for a, b in zip(auto.model.state_dict().values(), fixed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert auto.fit_epoch() == fixed.fit_epoch()

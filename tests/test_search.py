@@ -253,3 +253,64 @@ def test_ray_listens_on_loopback_only(ray_address):
         address = connection.laddr.ip
         assert address.startswith("127.") or address in ("::1", "::ffff:127.0.0.1"), connection
     assert ray.util.get_node_ip_address().startswith("127.")
+
+
+def test_ctrl_c_saves_the_search_and_says_how_to_resume(ray_address, tmp_path):
+    storage = tmp_path / "runs"
+    command = [sys.executable, "-m", "visiontune", "search", "warwick", "--synthetic", "--space", "warwick-unet",
+               "--trials", "6", "--max-epochs", "4", "--address", ray_address, "--storage", str(storage),
+               "--name", "interrupted"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not any((storage / "interrupted").glob("trial_*/progress.csv")):
+            time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert f"--resume --name interrupted --storage {storage}" in stderr
+    assert "Traceback" not in stderr
+    assert not (storage / "interrupted" / "test_results.json").exists()  # no test look at a partial search
+
+
+def test_warm_start_files_and_durations(tmp_path):
+    from visiontune.errors import ConfigError
+    from visiontune.search import load_warm_start, parse_duration
+
+    listed = tmp_path / "points.yaml"
+    listed.write_text("- {model: cnn, lr: 0.001}\n- {model: cnn, lr: 0.01, batch_size: 64}\n")
+    assert load_warm_start(str(listed), "mnist") == [{"model": "cnn", "lr": 0.001},
+                                                     {"model": "cnn", "lr": 0.01, "batch_size": 64}]
+    wrapped = tmp_path / "points.json"
+    wrapped.write_text('{"configs": [{"lr": 0.002}]}')
+    assert load_warm_start(str(wrapped), "mnist") == [{"lr": 0.002}]
+    assert load_warm_start("report", "warwick") == [REPORT_BEST["warwick"]]
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("[]\n")
+    with pytest.raises(ConfigError, match="empty.yaml: a warm-start file holds a non-empty list"):
+        load_warm_start(str(empty), "mnist")
+    assert [parse_duration(t) for t in ("90", "90s", "30m", "2h", "1h30m")] == [90, 90, 1800, 7200, 5400]
+
+
+def test_warm_start_trials_are_not_stopped_by_asha(ray_address):
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from visiontune.tuning import WarmStartASHA
+
+    scheduler = WarmStartASHA([{"model": "fcn2", "lr": 0.001}], time_attr="epoch", metric="val/dice", mode="max",
+                              max_t=9, grace_period=1, reduction_factor=2)
+    good = SimpleNamespace(trial_id="good", config={"model": "unet", "lr": 0.01})
+    warm = SimpleNamespace(trial_id="warm", config={"model": "fcn2", "lr": 0.001, "task": "warwick"})
+    weak = SimpleNamespace(trial_id="weak", config={"model": "fcn", "lr": 0.01})
+    for trial in (good, warm, weak):
+        scheduler.on_trial_add(None, trial)
+    assert scheduler.on_trial_result(None, good, {"epoch": 1, "val/dice": 0.9}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, warm, {"epoch": 1, "val/dice": 0.1}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, weak, {"epoch": 1, "val/dice": 0.1}) == TrialScheduler.STOP
+    assert scheduler.on_trial_result(None, warm, {"epoch": 9, "val/dice": 0.2}) == TrialScheduler.STOP  # its end

@@ -117,3 +117,20 @@ def test_json_space_file(tmp_path):
     path.write_text('{"params": {"model": "cnn", "width": [8, 16], "lr": {"loguniform": [1e-4, 1e-2]}}}')
     config = resolve_space("mnist", str(path)).sample(1)[0]
     assert config["width"] in (8, 16) and config["model"] == "cnn"
+
+
+def test_warm_start_points_are_checked_against_the_space():
+    from visiontune.search import REPORT_BEST
+    from visiontune.search_spaces import check_point_in_space
+
+    for task in ("mnist", "warwick"):  # the report's best lies in each task's default space
+        check_point_in_space(resolve_space(task, task), REPORT_BEST[task], {"task": task, "epochs": 3})
+    space = resolve_space("warwick", "warwick-unet")
+    with pytest.raises(ConfigError, match="'64' not in"):
+        check_point_in_space(space, {"batch_size": 64}, {"task": "warwick"})
+    with pytest.raises(ConfigError, match=r"lr=0.5 lies outside the range \[0.0003, 0.01\]"):
+        check_point_in_space(space, {"lr": 0.5}, {"task": "warwick"})
+    with pytest.raises(ConfigError, match="model='fcn2' does not fit space 'warwick-unet', which gives 'unet'"):
+        check_point_in_space(space, {"model": "fcn2"}, {"task": "warwick"})
+    with pytest.raises(ConfigError, match="hidden=100 is not a setting of space 'mnist'"):
+        check_point_in_space(resolve_space("mnist", "mnist"), {"model": "cnn", "hidden": 100}, {"task": "mnist"})

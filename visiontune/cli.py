@@ -191,7 +191,8 @@ def add_search_parser(commands) -> None:
                       help="fix a setting for every trial, e.g. --set precision=bf16 (repeatable)")
     what.add_argument("--searcher", choices=["tpe", "random", "grid"], default="tpe", help="proposal method [tpe]")
     what.add_argument("--scheduler", choices=["asha", "none"], default="asha", help="early stopping [asha]")
-    what.add_argument("--grace-period", type=int, default=1, metavar="N", help="ASHA: epochs before a trial can be stopped [1]")
+    what.add_argument("--grace-period", type=int, metavar="N",
+                      help="ASHA: epochs before a trial can be stopped (default: a tenth of --max-epochs, at least 1)")
     what.add_argument("--reduction-factor", type=int, default=3, metavar="N", help="ASHA: keep 1/N at each rung [3]")
     what.add_argument("--seed", type=int, default=0, help="seed of the searcher [0]")
     what.add_argument("--warm-start", metavar="report|FILE",
@@ -267,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except VisiontuneError as error:
+        if type(error).__name__ == "SearchInterrupted":
+            print(f"visiontune: {one_line(error)}", file=sys.stderr)
+            return EXIT_INTERRUPTED
         print(f"visiontune: error: {one_line(error)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

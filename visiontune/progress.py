@@ -26,7 +26,7 @@ def format_duration(seconds: float) -> str:
 
 
 class ProgressPrinter(Callback):
-    """Prints trial endings and a periodic status line to standard output."""
+    """Emits trial endings and a periodic status line (to standard output by default)."""
 
     def __init__(self, metric: str, total_trials: int, max_epochs: int, interval_s: float = 20.0,
                  emit: Callable[[str], None] = print) -> None:
@@ -37,13 +37,15 @@ class ProgressPrinter(Callback):
         self.interval_s = interval_s
         self.started = time.time()
         self.last_status = 0.0
-        self.best: tuple[float, str] | None = None
-        self.ended: dict[str, str] = {}
+        self.last_repeat = 0.0
+        self.last_text = ""
+        self.unfinished: list[str] = []  # trials left running or pending when the run stopped
 
     def setup(self, **info):
         """Called by Tune when the run (or its resumption) starts: begin counting afresh."""
         self.started = time.time()
-        self.last_status = 0.0
+        self.last_status = self.last_repeat = 0.0
+        self.last_text = ""
 
     def _print(self, line: str) -> None:
         self.emit(f"[{format_duration(time.time() - self.started):>6}] {line}")
@@ -64,46 +66,55 @@ class ProgressPrinter(Callback):
         value = result.get(best_name(self.metric), result.get(self.metric))
         return None if value is None else float(value)
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        value = self._best_of(result)
-        if value is not None and not result.get(DIVERGED) and (self.best is None or value > self.best[0]):
-            self.best = (value, trial.trial_id)
-
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
-        if not result.get(EPOCH):
-            how = "ended before its first epoch (time budget)"
-            self.ended[trial.trial_id] = "skipped"
-        elif result.get(DIVERGED):
-            how = f"diverged in epoch {result[EPOCH]}"
-            self.ended[trial.trial_id] = "diverged"
-        elif result[EPOCH] >= self.max_epochs:
-            how = f"finished {result[EPOCH]} epochs"
-            self.ended[trial.trial_id] = "finished"
-        else:
-            how = f"stopped after epoch {result[EPOCH]}"
-            self.ended[trial.trial_id] = "stopped"
+        how = {"skipped": "ended before its first epoch (time budget)",
+               "diverged": f"diverged in epoch {result.get(EPOCH)}",
+               "finished": f"finished {result.get(EPOCH)} epochs",
+               "stopped": f"stopped after epoch {result.get(EPOCH)}"}[self._ending(trial)]
         value = self._best_of(result)
         shown = f", best {self.metric} {value:.4f}" if value is not None and result.get(EPOCH) else ""
         self._print(f"trial {trial.trial_id} {how}{shown}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.ended[trial.trial_id] = "failed"
         self._print(f"trial {trial.trial_id} failed after its retries: {self._error_summary(trial)} "
-                    f"(traceback: {trial.trial_id and 'trial_' + trial.trial_id}/error.txt)")
+                    f"(traceback: trial_{trial.trial_id}/error.txt)")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self._print(f"trial {trial.trial_id} raised {self._error_summary(trial)}; retrying from its last checkpoint")
+
+    def on_experiment_end(self, trials, **info):
+        self.unfinished = [t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")]
+
+    def _ending(self, trial) -> str:
+        """How a trial that is no longer running ended, from its status and last report."""
+        if trial.status == "ERROR":
+            return "failed"
+        result = trial.last_result or {}
+        if not result.get(EPOCH):
+            return "skipped"
+        if result.get(DIVERGED):
+            return "diverged"
+        return "finished" if result[EPOCH] >= self.max_epochs else "stopped"
 
     def on_step_end(self, iteration, trials, **info):
         now = time.time()
         if now - self.last_status < self.interval_s:
             return
         self.last_status = now
+        # Counted from the trials themselves, so a resumed search shows its earlier trials too.
         running = sum(1 for t in trials if t.status == "RUNNING")
-        counts = {kind: sum(1 for v in self.ended.values() if v == kind)
-                  for kind in ("finished", "stopped", "diverged", "failed")}
-        best = f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else "no result yet"
-        ended = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
-        self._print(f"{len(trials)}/{self.total_trials} trials started, {running} running"
-                    f"{', ' + ended if ended else ''} | {best}")
+        ended = [self._ending(t) for t in trials if t.status in ("TERMINATED", "ERROR")]
+        counts = {kind: ended.count(kind) for kind in ("finished", "stopped", "diverged", "failed")}
+        scores = [(self._best_of(t.last_result), t.trial_id) for t in trials
+                  if t.last_result and t.last_result.get(EPOCH)]
+        scores = [(value, trial_id) for value, trial_id in scores if value is not None]
+        best = max(scores) if scores else None
+        shown = f"best {self.metric} {best[0]:.4f} ({best[1]})" if best else "no result yet"
+        summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+        text = (f"{len(trials)}/{self.total_trials} trials started, {running} running"
+                f"{', ' + summary if summary else ''} | {shown}")
+        if text == self.last_text and now - self.last_repeat < 6 * self.interval_s:
+            return  # nothing new: say it again only now and then, as a sign of life
+        self.last_text, self.last_repeat = text, now
+        self._print(text)

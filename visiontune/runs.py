@@ -105,18 +105,20 @@ def versions() -> dict[str, str]:
     return found
 
 
-def provenance(device: torch.device | str) -> dict[str, Any]:
-    """Where and how a run was made: command line, versions, device, host, time."""
-    device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    return {
+def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
+    """Where and how a run was made: command line, versions, host, time (and the training device)."""
+    record = {
         "command": shlex.join(["visiontune", *sys.argv[1:]]) if sys.argv else "",
         "versions": versions(),
-        "device": f"{device.type}: {name}",
-        "threads": torch.get_num_threads(),
         "host": platform.node(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if device is not None:
+        device = torch.device(device)
+        name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                else platform.processor() or platform.machine())
+        record.update({"device": f"{device.type}: {name}", "threads": torch.get_num_threads()})
+    return record
 
 
 def prepare_out_dir(path: Path) -> Path:

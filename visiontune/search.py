@@ -22,11 +22,10 @@ from typing import Any, Callable
 from visiontune import results, runs
 from visiontune.config import config_from_dict
 from visiontune.errors import ConfigError, VisiontuneError
-from visiontune.search_spaces import SearchSpace, check_space, resolve_space
-from visiontune.search_spaces.declarative import load_space_file
+from visiontune.search_spaces import SearchSpace, check_point_in_space, check_space, resolve_space
+from visiontune.search_spaces.declarative import load_data_file
 from visiontune.storage import RunStore, is_uri
 from visiontune.tasks import get_task
-from visiontune.trainables.loop import DIVERGED, EPOCH, best_name
 
 SEARCH_FILE = "search.json"
 TRIALS_FILE = "trials.csv"
@@ -56,7 +55,7 @@ class SearchOptions:
     space: str | None = None  # named space or YAML/JSON file; default: the task's full space
     trials: int | None = None  # default 16 (grid: the number of grid points)
     max_epochs: int = 10
-    grace_period: int = 1
+    grace_period: int | None = None  # default: a tenth of max_epochs, at least 1
     reduction_factor: int = 3
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -81,6 +80,13 @@ class SearchOptions:
     split_seed: int = 0
     train_limit: int | None = None
     download: bool = True
+
+
+def default_grace_period(max_epochs: int) -> int:
+    """ASHA's first rung: a tenth of the epochs (at least 1). Segmentation scores are noisy in
+    the first epochs (the report saw little progress before epoch 20), so judging a trial
+    after one epoch of sixty would stop slow starters that end up best."""
+    return max(1, max_epochs // 10)
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -114,20 +120,12 @@ def load_warm_start(spec: str | None, task: str) -> list[dict[str, Any]]:
         return []
     if spec == "report":
         return [dict(REPORT_BEST[task])]
-    data = load_space_file(spec) if not spec.endswith(".json") else json.loads(_read(spec))
+    data = load_data_file(spec)
     if isinstance(data, dict):
         data = data.get("configs", data.get("points"))
     if not isinstance(data, list) or not data or not all(isinstance(p, dict) for p in data):
         raise ConfigError(f"{spec}: a warm-start file holds a non-empty list of configurations (mappings)")
     return data
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as stream:
-            return stream.read()
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
 
 
 class SpaceWithConstants:
@@ -144,6 +142,8 @@ class SpaceWithConstants:
 def check_options(options: SearchOptions) -> tuple[SearchSpace, dict[str, Any], list[dict], float | None]:
     """Validate every option; returns (space, fixed settings, warm-start points, budget seconds)."""
     spec = get_task(options.task)
+    if options.grace_period is None:
+        options.grace_period = default_grace_period(options.max_epochs)
     positive_ints = {"max_epochs": options.max_epochs, "grace_period": options.grace_period,
                      "top_k": options.top_k}
     if options.trials is not None:
@@ -196,12 +196,17 @@ def check_options(options: SearchOptions) -> tuple[SearchSpace, dict[str, Any], 
     for index, point in enumerate(points):
         try:
             config_from_dict({**point, **fixed}, f"warm-start point {index + 1}")
+            check_point_in_space(space, point, fixed)
         except ConfigError as error:
-            raise ConfigError(f"{options.warm_start}: {error}") from None
+            raise ConfigError(f"--warm-start {options.warm_start}: point {index + 1}: {error}") from None
     return space, fixed, points, budget
 
 
 # ---------------------------------------------------------------------------------------- Ray
+class SearchInterrupted(VisiontuneError):
+    """The search stopped before its trials ended (Ctrl-C); its state is saved for --resume."""
+
+
 def quiet_ray_environment() -> None:
     """Ray Tune's own tables and advisory warnings off; visiontune prints its own progress.
 
@@ -290,70 +295,54 @@ def _trial_dirname(trial) -> str:
 
 def make_searcher(options: SearchOptions, space: SearchSpace, fixed: dict, points: list[dict], metric: str,
                   objectives: list[str] | None, deadline: float | None):
-    """OptunaSearch (TPE or random, seeded), telling Optuna each trial's best validation value;
-    ASHA-stopped trials are told as pruned. None for the grid searcher."""
+    """OptunaSearch (TPE or random, seeded) over the space plus the fixed settings; None for a grid."""
     if options.searcher == "grid":
         return None
     import optuna
-    from optuna.trial import TrialState
-    from ray.tune.search import Searcher
-    from ray.tune.search.optuna import OptunaSearch
+
+    from visiontune.tuning import VisiontuneOptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    max_epochs = options.max_epochs
-
-    class VisiontuneOptunaSearch(OptunaSearch):
-        """OptunaSearch that stops suggesting at the deadline and tells best values and prunings."""
-
-        def suggest(self, trial_id: str):
-            if deadline is not None and time.time() >= deadline:
-                return Searcher.FINISHED
-            return super().suggest(trial_id)
-
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-                return
-            ot_trial = self._ot_trials[trial_id]
-            best = (result or {}).get(best_name(metric))
-            if error or best is None or not (result or {}).get(EPOCH):
-                state, values = TrialState.FAIL, None
-            elif objectives:
-                state, values = TrialState.COMPLETE, [best, result.get(PARAMS_OBJECTIVE)]
-            elif result[EPOCH] < max_epochs and not result.get(DIVERGED):
-                state, values = TrialState.PRUNED, None  # stopped early by ASHA or the budget
-            else:
-                state, values = TrialState.COMPLETE, best
-            try:
-                self._ot_study.tell(ot_trial, values, state=state)
-            except Exception as exc:  # noqa: BLE001 - a tell that Optuna refuses must not stop the search
-                logging.getLogger(__name__).warning("optuna tell failed for %s: %s", trial_id, exc)
-            self._completed_trials.add(trial_id)
-
-    sampler = (optuna.samplers.TPESampler(seed=options.seed, constant_liar=True) if options.searcher == "tpe"
-               else optuna.samplers.RandomSampler(seed=options.seed))
+    if options.searcher == "tpe":
+        # Start modelling after a quarter of the budget (Optuna's default waits for 10 random
+        # trials, most of a 16-trial search); multivariate TPE with groups models the
+        # conditional branches (FNN/CNN, SGD/Adam) jointly; constant liar spreads the trials
+        # proposed while others are still running.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # multivariate/group are flagged experimental
+            sampler = optuna.samplers.TPESampler(
+                seed=options.seed, constant_liar=True, multivariate=True, group=True,
+                n_startup_trials=max(4, min(10, (options.trials or 16) // 4)))
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=options.seed)
     storage = None
     if options.optuna_storage:
         try:
             storage = optuna.storages.RDBStorage(options.optuna_storage)
         except Exception as error:  # noqa: BLE001 - sqlalchemy raises many kinds for a bad URL
             raise ConfigError(f"--optuna-storage {options.optuna_storage}: {' '.join(str(error).split())}") from None
-    constants = {key: value for key, value in fixed.items()}
     return VisiontuneOptunaSearch(
-        space=SpaceWithConstants(space.define_by_run, constants),
+        space=SpaceWithConstants(space.define_by_run, dict(fixed)),
         metric=objectives or metric, mode=["max", "min"] if objectives else "max",
         points_to_evaluate=points or None, sampler=sampler, seed=options.seed,
-        storage=storage, study_name=options.name,
+        storage=storage, study_name=options.name, max_epochs=options.max_epochs, deadline=deadline,
     )
 
 
-def make_scheduler(options: SearchOptions, metric: str):
-    """ASHA on the validation metric (replacing the report's epsilon rule), or FIFO."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+def make_scheduler(options: SearchOptions, metric: str, points: list[dict]):
+    """ASHA on the validation metric (replacing the report's epsilon rule), or FIFO.
+
+    Warm-start points are protected from early stopping (see ``tuning.WarmStartASHA``).
+    """
+    from ray.tune.schedulers import FIFOScheduler
+
+    from visiontune.tuning import WarmStartASHA
 
     if options.scheduler == "none":
         return FIFOScheduler()
-    return ASHAScheduler(time_attr="training_iteration", metric=metric, mode="max", max_t=options.max_epochs,
-                         grace_period=options.grace_period, reduction_factor=options.reduction_factor)
+    return WarmStartASHA(points, time_attr="training_iteration", metric=metric, mode="max",
+                         max_t=options.max_epochs, grace_period=options.grace_period,
+                         reduction_factor=options.reduction_factor)
 
 
 def wrapped_trainable(options: SearchOptions, data, deadline: float | None, trial_function: Callable | None = None):
@@ -381,7 +370,7 @@ def build_tuner(options: SearchOptions, space: SearchSpace, fixed: dict, points:
         param_space.update(fixed)
     tune_config = tune.TuneConfig(
         search_alg=searcher,
-        scheduler=make_scheduler(options, metric),
+        scheduler=make_scheduler(options, metric, points),
         num_samples=1 if options.searcher == "grid" else (options.trials or 16),
         max_concurrent_trials=options.concurrency,
         trial_dirname_creator=_trial_dirname,
@@ -410,7 +399,7 @@ def _record(options: SearchOptions, space: SearchSpace, splits, store: RunStore)
         "space": {"name": space.name, "description": space.description},
         "options": asdict(options),
         "data": splits.describe(),
-        **runs.provenance("cpu"),
+        **runs.provenance(),
         "location": store.location,
     }
 
@@ -427,7 +416,12 @@ def load_recorded_options(store: RunStore) -> SearchOptions:
     return SearchOptions(**{k: v for k, v in recorded.items() if k in known})
 
 
-def run_search(options: SearchOptions, resume: bool = False, progress: Callable[[str], None] = print,
+def print_now(line: str) -> None:
+    """Print and flush at once, so progress shows live when output goes to a file or a pipe."""
+    print(line, flush=True)
+
+
+def run_search(options: SearchOptions, resume: bool = False, progress: Callable[[str], None] = print_now,
                trial_function: Callable | None = None, status_interval_s: float = 20.0) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) a search; returns its summary.
 
@@ -482,6 +476,10 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result_grid = tuner.fit()
+        if printer.unfinished:  # Ctrl-C: Tune saved its state and returned early
+            raise SearchInterrupted(f"search interrupted with {len(printer.unfinished)} trials unfinished; "
+                                    f"continue it with: visiontune search --resume --name {options.name} "
+                                    f"--storage {options.storage}")
         return finish_search(result_grid, options, splits, store, metric, deadline, progress)
     finally:
         if started_ray:

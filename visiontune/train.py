@@ -13,6 +13,7 @@ once on the test split. The folder holds::
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -43,12 +44,13 @@ def train_one(
     metric = trainer.spec.val_metric
     out_dir.mkdir(parents=True, exist_ok=True)
     info = runs.provenance(trainer.device)
-    runs.write_json(out_dir / runs.CONFIG_FILE, config.to_dict(compact=True))
+    # Recorded with the precision "auto" resolved to, so that --config repeats the run exactly.
+    runs.write_json(out_dir / runs.CONFIG_FILE, dataclasses.replace(config, precision=trainer.precision).to_dict(compact=True))
     runs.write_json(out_dir / runs.DATA_FILE, splits.describe())
     log = runs.MetricsLog(out_dir / runs.METRICS_FILE)
     progress(f"training {config.model_name()} ({trainer.num_parameters:,} weights) on {splits.task} "
              f"[{splits.sizes()['train']} train / {splits.sizes()['val']} val / {splits.sizes()['test']} test] "
-             f"on {info['device']}, {config.epochs} epochs")
+             f"on {info['device']} ({trainer.precision}), {config.epochs} epochs")
 
     best_value, best_epoch, status, started = float("-inf"), 0, "finished", time.perf_counter()
     for epoch in range(1, config.epochs + 1):
@@ -82,6 +84,7 @@ def train_one(
         f"best_{metric}": best_value,
         "epochs_trained": trainer.epoch,
         "params": trainer.num_parameters,
+        "precision": trainer.precision,
         "time_s": round(time.perf_counter() - started, 2),
         "data": splits.describe(),
         **info,

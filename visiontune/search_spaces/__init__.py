@@ -10,6 +10,7 @@ spaces are Python functions (``classification.py``, ``segmentation.py``) or data
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -120,4 +121,35 @@ def check_space(space: SearchSpace, fixed: dict[str, Any], samples: int = 64, se
             raise ConfigError(f"space {space.name!r} produced an invalid configuration ({shown}): {error}") from None
 
 
-__all__ = ["SearchSpace", "check_space", "list_spaces", "resolve_space"]
+def check_point_in_space(space: SearchSpace, point: dict[str, Any], fixed: dict[str, Any]) -> None:
+    """Check that a warm-start ``point`` is a configuration the space can produce.
+
+    Enqueues the point in a scratch Optuna study and runs the space on it: a value outside a
+    choice list, outside a range, for a setting the space never uses, or contradicting one the
+    space fixes, is a :class:`ConfigError` naming the setting.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(point)
+    trial = study.ask()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # out-of-range floats: checked below, in one line
+            constants = {**(space.define_by_run(trial) or {}), **fixed}
+    except ValueError as error:  # Optuna: a categorical value that is not one of the choices
+        raise ConfigError(f"does not fit space {space.name!r}: {error}") from None
+    produced = {**trial.params, **constants}
+    for key, value in point.items():
+        if key not in produced:
+            raise ConfigError(f"{key}={value!r} is not a setting of space {space.name!r} in this branch")
+        if produced[key] != value:
+            raise ConfigError(f"{key}={value!r} does not fit space {space.name!r}, which gives {produced[key]!r}")
+        distribution = trial.distributions.get(key)
+        low, high = getattr(distribution, "low", None), getattr(distribution, "high", None)
+        if low is not None and not low <= value <= high:
+            raise ConfigError(f"{key}={value!r} lies outside the range [{low}, {high}] of space {space.name!r}")
+
+
+__all__ = ["SearchSpace", "check_point_in_space", "check_space", "list_spaces", "resolve_space"]

@@ -23,8 +23,9 @@ def _optimizer(trial, sgd_lr: tuple[float, float], adam_lr: tuple[float, float])
 
 
 def _regularizer(trial) -> None:
+    # The report used lambda = 1e-3; above that an L1 penalty on every weight swamps the loss.
     if trial.suggest_categorical("regularizer", ["none", "l1", "l2"]) != "none":
-        trial.suggest_float("reg_weight", 1e-6, 1e-2, log=True)
+        trial.suggest_float("reg_weight", 1e-6, 1e-3, log=True)
 
 
 def mnist_full(trial) -> dict[str, Any]:
@@ -40,9 +41,10 @@ def mnist_full(trial) -> dict[str, Any]:
         trial.suggest_categorical("batchnorm", [False, True])
     trial.suggest_float("dropout", 0.0, 0.6)
     _regularizer(trial)
-    _optimizer(trial, sgd_lr=(1e-3, 1.0), adam_lr=(1e-4, 1e-2))
+    # The report's SGD rates were 0.1 (CNN) and 1 (FNN); Adam's default is 1e-3.
+    _optimizer(trial, sgd_lr=(1e-2, 1.0), adam_lr=(3e-4, 1e-2))
     trial.suggest_categorical("lr_schedule", ["constant", "cosine"])
-    trial.suggest_categorical("batch_size", [32, 64, 128, 256])
+    trial.suggest_categorical("batch_size", [32, 64, 128])
     if trial.suggest_categorical("augment", ["none", "rotate,shift"]) != "none":
         trial.suggest_float("rotate_degrees", 0.0, 20.0)
         trial.suggest_float("shift_pixels", 0.0, 3.0)

@@ -38,13 +38,13 @@ RESERVED = ("task", "epochs")  # set by the search itself, never searched
 POSITIVE = ("lr", "batch_size")  # a range for these must lie above zero
 
 
-def load_space_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON space file with safe loaders; one-line errors for unreadable files."""
+def load_data_file(path: str | Path) -> Any:
+    """Read a YAML or JSON file with safe loaders; one-line errors for unreadable files."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as error:
-        raise ConfigError(f"{path}: cannot read search-space file ({error.strerror or error})") from None
+        raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as error:
@@ -53,6 +53,12 @@ def load_space_file(path: str | Path) -> dict[str, Any]:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    return data
+
+
+def load_space_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON search-space file: a mapping with a ``params`` section."""
+    data = load_data_file(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a search space must be a mapping with a 'params' section")
     return data

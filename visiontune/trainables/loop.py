@@ -91,7 +91,7 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
             **train_metrics, **val_metrics,
             best_name(metric): best_value, "best_epoch": best_epoch, EPOCH: trainer.epoch,
             DIVERGED: False, PARAMS: trainer.num_parameters, NODE_ID: node_id,
-            EPOCH_TIME: time.perf_counter() - started,
+            EPOCH_TIME: time.perf_counter() - started, "precision": trainer.precision,
         }
         with tempfile.TemporaryDirectory(prefix="visiontune-ckpt-") as folder:
             runs.save_checkpoint(Path(folder) / STATE_FILE, {
