@@ -22,7 +22,7 @@ from visiontune.search import REPORT_BEST, SearchOptions, run_search
 
 def search(tmp_path: Path, trial_function=None, **overrides) -> tuple[dict, Path, list[str]]:
     values = dict(task="mnist", space="mnist-cnn", synthetic=True, trials=4, max_epochs=3,
-                  storage=str(tmp_path / "runs"), name="s")
+                  storage=str(tmp_path / "runs"), name="s", report=False)
     values.update(overrides)
     lines: list[str] = []
     summary = run_search(SearchOptions(**values), progress=lines.append, trial_function=trial_function)

@@ -1,4 +1,4 @@
-"""Command-line front: ``visiontune train | search | data``.
+"""Command-line front: ``visiontune train | search | analyze | data``.
 
 Errors a user can fix print one line (``visiontune: error: ...``) and exit 1, without a
 traceback; argparse's own usage errors exit 2; Ctrl-C exits 130.
@@ -165,7 +165,7 @@ def command_search(args: argparse.Namespace) -> int:
         seed=args.seed, name=args.name, storage=args.storage, address=args.address, searcher=args.searcher,
         scheduler=args.scheduler, time_budget=args.time_budget, warm_start=args.warm_start,
         objectives=args.objectives, optuna_storage=args.optuna_storage, max_failures=args.max_failures,
-        top_k=args.top_k, fixed=parse_set_options(args.set),
+        top_k=args.top_k, report=not args.no_report, fixed=parse_set_options(args.set),
         data_dir=args.data_dir, synthetic=args.synthetic, val_size=args.val_size, split_seed=args.split_seed,
         train_limit=args.train_limit, download=not args.no_download,
     )
@@ -202,6 +202,8 @@ def add_search_parser(commands) -> None:
     what.add_argument("--time-budget", metavar="DURATION", help="no new trial after this (e.g. 30m, 2h); running "
                                                                   "trials end at their next epoch")
     what.add_argument("--top-k", type=int, default=3, metavar="K", help="evaluate the K best trials on test [3]")
+    what.add_argument("--no-report", action="store_true",
+                      help="skip the analysis report (tables, figures, HTML) at the end; see visiontune analyze")
     where = search.add_argument_group("where it runs")
     where.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="N", help="CPUs per trial [1]")
     where.add_argument("--gpus-per-trial", type=float, default=0.0, metavar="F",
@@ -217,6 +219,38 @@ def add_search_parser(commands) -> None:
     where.add_argument("--resume", action="store_true", help="continue the search --name after an interruption")
     add_data_options(search)
     search.set_defaults(handler=command_search)
+
+
+def command_analyze(args: argparse.Namespace) -> int:
+    """Ranked tables, figures and an HTML report of one search, or a comparison of several."""
+    from visiontune.analysis import analyze_run, compare_runs
+
+    if len(args.runs) > 1:
+        if args.reseed:
+            raise VisiontuneError("--reseed works on one run at a time")
+        report = compare_runs(args.runs, out=args.out, metric=args.metric)
+    else:
+        report = analyze_run(args.runs[0], out=args.out, top=args.top, metric=args.metric, reseed=args.reseed,
+                             data_dir=args.data_dir)
+    print(f"report: {report}")
+    return 0
+
+
+def add_analyze_parser(commands) -> None:
+    """The ``analyze`` sub-command."""
+    analyze = commands.add_parser(
+        "analyze", help="ranked table, figures and HTML report of a search (or compare several)",
+        description="Read a search's run folder (finished, running, or moved) and write its ranked table (CSV, "
+                    "Markdown, HTML), figures and a self-contained HTML report. With several run folders, compare "
+                    "their anytime curves and best trials.")
+    analyze.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s), e.g. runs/search-mnist-...")
+    analyze.add_argument("--top", type=int, default=3, metavar="K", help="trials shown and plotted [3]")
+    analyze.add_argument("--metric", metavar="NAME", help="rank by this metric (default: the task's validation metric)")
+    analyze.add_argument("--out", metavar="DIR", help="where to write (default RUN/analysis)")
+    analyze.add_argument("--reseed", type=int, default=0, metavar="N",
+                         help="retrain the top-K configurations with N further seeds and rank them by the mean")
+    analyze.add_argument("--data-dir", metavar="DIR", help="data folder for --reseed (default: as the search had it)")
+    analyze.set_defaults(handler=command_analyze)
 
 
 # ------------------------------------------------------------------------------------- parser
@@ -245,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=command_train)
 
     add_search_parser(commands)
+    add_analyze_parser(commands)
 
     data = commands.add_parser("data", help="check a data set (or download MNIST)",
                                description="Load a task's data set as training would and show its split, "

@@ -40,6 +40,11 @@ class ProgressPrinter(Callback):
         self.last_repeat = 0.0
         self.last_text = ""
         self.unfinished: list[str] = []  # trials left running or pending when the run stopped
+        # Trials that really ended in this run. Tune's clean-up after Ctrl-C marks the trials it
+        # stops TERMINATED without calling on_trial_complete, so status alone cannot tell a
+        # finished trial from an interrupted one.
+        self.ended: set[str] = set()
+        self.seen: set[str] = set()  # trials that ran in this run (not only restored as finished)
 
     def setup(self, **info):
         """Called by Tune when the run (or its resumption) starts: begin counting afresh."""
@@ -66,7 +71,11 @@ class ProgressPrinter(Callback):
         value = result.get(best_name(self.metric), result.get(self.metric))
         return None if value is None else float(value)
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.seen.add(trial.trial_id)
+
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self.ended.add(trial.trial_id)
         result = trial.last_result or {}
         how = {"skipped": "ended before its first epoch (time budget)",
                "diverged": f"diverged in epoch {result.get(EPOCH)}",
@@ -77,6 +86,7 @@ class ProgressPrinter(Callback):
         self._print(f"trial {trial.trial_id} {how}{shown}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self.ended.add(trial.trial_id)
         self._print(f"trial {trial.trial_id} failed after its retries: {self._error_summary(trial)} "
                     f"(traceback: trial_{trial.trial_id}/error.txt)")
 
@@ -84,7 +94,12 @@ class ProgressPrinter(Callback):
         self._print(f"trial {trial.trial_id} raised {self._error_summary(trial)}; retrying from its last checkpoint")
 
     def on_experiment_end(self, trials, **info):
-        self.unfinished = [t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")]
+        self.unfinished = [t.trial_id for t in trials
+                           if t.status not in ("TERMINATED", "ERROR") or self._stopped_by_cleanup(t)]
+
+    def _stopped_by_cleanup(self, trial) -> bool:
+        """A trial this run started that Tune's end-of-run clean-up, not its own end, terminated."""
+        return trial.status == "TERMINATED" and trial.trial_id in self.seen and trial.trial_id not in self.ended
 
     def _ending(self, trial) -> str:
         """How a trial that is no longer running ended, from its status and last report."""

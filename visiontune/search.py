@@ -72,6 +72,7 @@ class SearchOptions:
     optuna_storage: str | None = None
     max_failures: int = 2
     top_k: int = 3
+    report: bool = True  # write the analysis report (tables, figures, HTML) when the search ends
     fixed: dict[str, Any] = field(default_factory=dict)  # --set KEY=VALUE for every trial
     # data
     data_dir: str | None = None
@@ -480,10 +481,25 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
             raise SearchInterrupted(f"search interrupted with {len(printer.unfinished)} trials unfinished; "
                                     f"continue it with: visiontune search --resume --name {options.name} "
                                     f"--storage {options.storage}")
-        return finish_search(result_grid, options, splits, store, metric, deadline, progress)
+        summary = finish_search(result_grid, options, splits, store, metric, deadline, progress)
     finally:
         if started_ray:
             ray.shutdown()
+    if options.report:
+        summary["report"] = write_report(store, options, progress)
+    return summary
+
+
+def write_report(store: RunStore, options: SearchOptions, progress: Callable[[str], None]) -> str | None:
+    """The analysis report of a finished search, where its run folder is on this machine."""
+    if store.local_dir is None:
+        progress(f"report: fetch {store.location} and run visiontune analyze on it")
+        return None
+    from visiontune.analysis import analyze_run
+
+    report = analyze_run(store.local_dir, top=options.top_k, progress=lambda line: None)
+    progress(f"report: {report}")
+    return str(report)
 
 
 def _warn_local_storage_on_cluster(options: SearchOptions, progress: Callable[[str], None]) -> None:
@@ -530,7 +546,7 @@ def _print_ranking(frame, metric: str, top_k: int, counts: dict[str, int], locat
                    progress: Callable[[str], None]) -> None:
     import pandas as pd
 
-    shown = frame.drop(columns=[c for c in ("path", "nodes", "params") if c in frame]).head(max(top_k, 5))
+    shown = frame.drop(columns=[c for c in ("path", "nodes", "node_ips", "params") if c in frame]).head(max(top_k, 5))
     with pd.option_context("display.max_columns", None, "display.width", 160, "display.float_format",
                            lambda v: f"{v:.4g}"):
         table = shown.to_string(index=False)

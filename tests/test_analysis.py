@@ -1,0 +1,183 @@
+"""``visiontune analyze`` on run folders made by tiny searches on synthetic data in this session."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from visiontune.analysis import analyze_run, compare_runs, load_run
+from visiontune.cli import main
+from visiontune.search import SearchOptions, run_search
+
+FIGURE_SIZES = {  # pixels at 100 dpi, from each figure's figsize
+    "learning_curves.png": (1200, 450), "anytime.png": (1200, 450), "parallel_coordinates.png": (1200, 500),
+    "importance.png": (800, 450), "confusion_matrix.png": (700, 600), "misclassified.png": (1000, 500),
+    "best_worst.png": (900, 1500), "pareto.png": (800, 500),
+}
+
+
+@pytest.fixture(scope="session")
+def mnist_run(ray_address, tmp_path_factory) -> Path:
+    """A finished 6-trial, two-objective search on synthetic digits (ASHA, 3 epochs at most)."""
+    storage = tmp_path_factory.mktemp("analysis-runs")
+    run_search(SearchOptions(task="mnist", space="mnist-cnn", synthetic=True, trials=6, max_epochs=3,
+                             objectives="val/acc,params", storage=str(storage), name="digits", report=False),
+               progress=lambda line: None)
+    return storage / "digits"
+
+
+@pytest.fixture(scope="session")
+def warwick_run(ray_address, tmp_path_factory) -> Path:
+    """A finished 3-trial search on synthetic glands."""
+    storage = tmp_path_factory.mktemp("analysis-runs")
+    run_search(SearchOptions(task="warwick", space="warwick-unet", synthetic=True, trials=3, max_epochs=2,
+                             storage=str(storage), name="glands", report=False), progress=lambda line: None)
+    return storage / "glands"
+
+
+def copy_run(run: Path, tmp_path: Path, name: str = "copy") -> Path:
+    target = tmp_path / name
+    shutil.copytree(run, target, ignore=shutil.ignore_patterns("analysis"))
+    return target
+
+
+def per_trial_best(run: Path, metric: str) -> dict[str, float]:
+    best = {}
+    for folder in run.glob("trial_*"):
+        values = [json.loads(line).get(metric) for line in (folder / "result.json").read_text().splitlines() if line]
+        values = [v for v in values if v is not None]
+        if values:
+            best[folder.name.removeprefix("trial_")] = max(values)
+    return best
+
+
+def assert_real_picture(path: Path, size: tuple[int, int]) -> None:
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size == size, (path.name, image.size)
+        pixels = np.asarray(image.convert("L"), dtype=float)
+    assert pixels.std() > 5, f"{path.name} looks blank"
+    assert (pixels < 128).mean() > 0.002, f"{path.name} has almost nothing drawn"
+
+
+def test_ranked_table_orders_trials_by_their_best_validation_metric(mnist_run, tmp_path):
+    out = tmp_path / "analysis"
+    analyze_run(mnist_run, out=out, progress=lambda line: None)
+    table = pd.read_csv(out / "trials.csv")
+    assert list(table["rank"]) == list(range(1, len(table) + 1)) and len(table) == 6
+    best = per_trial_best(mnist_run, "val/acc")
+    assert list(table["best val/acc"]) == sorted(table["best val/acc"], reverse=True)
+    assert set(table["trial"]) == set(best)
+    assert dict(zip(table["trial"], table["best val/acc"])) == pytest.approx(best)
+    # the top-k rows carry their test metrics, the others none
+    evaluated = json.loads((mnist_run / "test_results.json").read_text())["trials"]
+    assert set(table.loc[table["test/acc"].notna(), "trial"]) == set(evaluated)
+    assert (out / "trials.md").read_text().startswith("| rank | trial | status |")
+    assert "<table" in (out / "trials.html").read_text()
+
+
+def test_columns_are_exactly_the_varying_parameters(mnist_run, tmp_path):
+    out = tmp_path / "analysis"
+    analyze_run(mnist_run, out=out, progress=lambda line: None)
+    table = pd.read_csv(out / "trials.csv")
+    configs = [json.loads((folder / "params.json").read_text()) for folder in mnist_run.glob("trial_*")]
+    keys = {k for c in configs for k in c}
+    varying = {k for k in keys if len({repr(c.get(k)) for c in configs}) > 1}
+    first = table.columns.get_loc("time (s)") + 1
+    parameter_columns = [c for c in table.columns[first:] if not c.startswith("test/")]
+    assert set(parameter_columns) == varying
+    assert {"model", "optimizer", "task", "epochs"}.isdisjoint(parameter_columns)  # fixed in mnist-cnn
+
+
+@pytest.mark.parametrize("which, expected", [
+    ("mnist", ["learning_curves.png", "anytime.png", "parallel_coordinates.png", "importance.png",
+               "confusion_matrix.png", "misclassified.png", "pareto.png"]),
+    ("warwick", ["learning_curves.png", "anytime.png", "parallel_coordinates.png", "importance.png",
+                 "best_worst.png"]),
+])
+def test_every_figure_is_written_and_embedded_in_the_report(request, tmp_path, which, expected):
+    run = request.getfixturevalue(f"{which}_run")
+    out = tmp_path / "analysis"
+    report = analyze_run(run, out=out, progress=lambda line: None)
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(expected)
+    page = report.read_text()
+    for name in expected:
+        assert_real_picture(out / name, FIGURE_SIZES[name])
+        assert base64.b64encode((out / name).read_bytes()).decode() in page  # embedded, not linked
+    assert page.count("<figure>") == len(expected) == page.count("<figcaption>")
+    assert "visiontune train" in page and "Reproduce the best trial" in page
+    assert "src=\"data:image/png;base64," in page and 'src="http' not in page
+    best_config = json.loads((out / "best_config.json").read_text())
+    assert best_config["task"] == which
+
+
+def test_truncated_metrics_file_is_a_warning_for_that_trial(mnist_run, tmp_path, capsys):
+    run = copy_run(mnist_run, tmp_path)
+    victim = max(sorted(run.glob("trial_*")), key=lambda f: len((f / "result.json").read_text().splitlines()))
+    text = (victim / "result.json").read_text()
+    assert len(text.splitlines()) >= 2
+    (victim / "result.json").write_text(text[: len(text.splitlines()[0]) + 40])  # line 2 cut short
+    code = main(["analyze", str(run), "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 0
+    trial_id = victim.name.removeprefix("trial_")
+    assert f"warning: trial {trial_id}: " in captured.out and "line 2 is truncated" in captured.out
+    assert "Warnings" in (tmp_path / "out" / "report.html").read_text()
+    assert len(load_run(run).trials) == 6  # the damaged trial is still listed, with its first epoch
+
+
+def test_partial_run_in_progress_and_moved_folder(mnist_run, tmp_path):
+    run = copy_run(mnist_run, tmp_path, "moved-and-partial")
+    for name in ("trials.json", "trials.csv", "test_results.json", "pareto.json"):
+        (run / name).unlink()
+    shutil.rmtree(run / "predictions")
+    record = load_run(run)
+    assert not record.complete and len(record.trials) == 6
+    assert {t.status for t in record.trials} <= {"finished", "stopped", "running", "pending"}
+    report = analyze_run(run, progress=lambda line: None)
+    assert report == run / "analysis" / "report.html"
+    assert not (run / "analysis" / "confusion_matrix.png").exists()  # no test predictions yet
+
+
+def test_compare_runs_puts_anytime_curves_and_best_rows_together(mnist_run, tmp_path):
+    other = copy_run(mnist_run, tmp_path, "second")
+    report = compare_runs([mnist_run, other], out=tmp_path / "cmp", progress=lambda line: None)
+    table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    assert list(table["run"]) == ["digits", "digits"] and len(table) == 2
+    best = max(per_trial_best(mnist_run, "val/acc").values())
+    assert table["best val/acc"].tolist() == pytest.approx([best, best])
+    assert_real_picture(tmp_path / "cmp" / "anytime.png", FIGURE_SIZES["anytime.png"])
+    assert report.is_file()
+
+
+def test_reseed_ranks_by_mean_and_reports_test_spread(mnist_run, tmp_path):
+    out = tmp_path / "analysis"
+    analyze_run(mnist_run, out=out, top=2, reseed=1, progress=lambda line: None)
+    robust = pd.read_csv(out / "reseed.csv")
+    assert len(robust) == 2 and list(robust["rank"]) == [1, 2]
+    assert list(robust["val/acc mean"]) == sorted(robust["val/acc mean"], reverse=True)
+    for index in robust.index:
+        values = [float(v) for v in robust.loc[index, "test/acc values"].split(",")]
+        assert robust.loc[index, "runs"] == len(values) == 2  # the search's own run and one further seed
+        assert robust.loc[index, "test/acc mean"] == pytest.approx(statistics.fmean(values))
+        assert robust.loc[index, "test/acc std"] == pytest.approx(statistics.stdev(values))
+
+
+def test_analyze_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["analyze", str(tmp_path / "empty")]) == 1
+    assert "not a visiontune search folder (no search.json)" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "nowhere")]) == 1
+    assert "no such run folder" in capsys.readouterr().err
+
+
+def test_unknown_metric_lists_the_available_ones(mnist_run, capsys):
+    assert main(["analyze", str(mnist_run), "--metric", "val/f1", "--out", str(mnist_run.parent / "x")]) == 1
+    assert "--metric 'val/f1' is not in" in capsys.readouterr().err

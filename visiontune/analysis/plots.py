@@ -1,0 +1,264 @@
+"""The figures of an analysis, drawn with matplotlib's object API (no global pyplot state).
+
+Every function returns a :class:`matplotlib.figure.Figure` of a fixed size; :func:`save` writes it
+as a PNG at 100 dpi, so a figure of ``figsize=(10, 4)`` is 1000 x 400 pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib import cm, colors
+from matplotlib.figure import Figure
+
+from visiontune.analysis.load import RunRecord, TrialRecord, is_missing, metric_mode
+
+DPI = 100
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def save(figure: Figure, path: Path) -> Path:
+    """Write a figure as PNG at its exact size."""
+    figure.savefig(path, dpi=DPI, format="png")
+    return path
+
+
+def _train_metric(metric: str) -> str | None:
+    return {"val/acc": "train/acc", "val/dice": "train/dice_pooled"}.get(metric)
+
+
+def learning_curves(trials: list[TrialRecord], metric: str, title: str) -> Figure:
+    """Train and validation loss, and the validation metric, per epoch, for the given trials."""
+    figure = Figure(figsize=(12, 4.5))
+    loss_axes, metric_axes = figure.subplots(1, 2)
+    for index, trial in enumerate(trials):
+        color, frame = PALETTE[index % len(PALETTE)], trial.epochs
+        if frame.empty:
+            continue
+        label = f"#{index + 1} {trial.trial_id}"
+        if "train/loss" in frame:
+            loss_axes.plot(frame["epoch"], frame["train/loss"], "--", color=color, alpha=0.7)
+        if "val/loss" in frame:
+            loss_axes.plot(frame["epoch"], frame["val/loss"], "-", color=color, label=label)
+        if metric in frame:
+            metric_axes.plot(frame["epoch"], frame[metric], "-", color=color, label=label)
+        train_metric = _train_metric(metric)
+        if train_metric and train_metric in frame:
+            metric_axes.plot(frame["epoch"], frame[train_metric], "--", color=color, alpha=0.7)
+    loss_axes.set(title="loss (solid: validation, dashed: training)", xlabel="epoch", ylabel="loss")
+    metric_axes.set(title=f"{metric} (dashed: training)", xlabel="epoch", ylabel=metric)
+    for axes in (loss_axes, metric_axes):
+        axes.grid(alpha=0.3)
+    metric_axes.legend(fontsize=8, loc="lower right")
+    figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0, 1, 0.96))
+    return figure
+
+
+def anytime_points(run: RunRecord, metric: str | None = None) -> pd.DataFrame:
+    """Every epoch report of the search in time order, with cumulative compute and best-so-far."""
+    metric = metric or run.metric
+    mode = metric_mode(metric)
+    rows = []
+    for trial in run.trials:
+        frame = trial.epochs
+        if frame.empty or metric not in frame:
+            continue
+        seconds = frame["epoch_time_s"] if "epoch_time_s" in frame else frame.get("time_this_iter_s")
+        stamp = frame["timestamp"] if "timestamp" in frame else pd.Series(range(len(frame)))
+        for position in range(len(frame)):
+            diverged = bool(frame["diverged"].iloc[position]) if "diverged" in frame else False
+            rows.append({"timestamp": float(stamp.iloc[position]), "trial": trial.trial_id,
+                         "epoch": int(frame["epoch"].iloc[position]),
+                         "value": math.nan if diverged else float(frame[metric].iloc[position]),
+                         "seconds": float(seconds.iloc[position]) if seconds is not None else 0.0})
+    points = pd.DataFrame(rows, columns=["timestamp", "trial", "epoch", "value", "seconds"])
+    if points.empty:
+        return points.assign(trial_epochs=[], compute_s=[], best=[])
+    points = points.sort_values(["timestamp", "trial", "epoch"], kind="stable").reset_index(drop=True)
+    points["trial_epochs"] = np.arange(1, len(points) + 1)
+    points["compute_s"] = points["seconds"].fillna(0).cumsum()
+    values = points["value"].fillna(-math.inf if mode == "max" else math.inf)
+    points["best"] = values.cummax() if mode == "max" else values.cummin()
+    points.loc[~np.isfinite(points["best"]), "best"] = math.nan
+    return points
+
+
+def anytime(runs: list[RunRecord], metric: str | None = None, title: str = "") -> Figure:
+    """Best validation metric so far against cumulative trial-epochs and compute seconds."""
+    figure = Figure(figsize=(12, 4.5))
+    epochs_axes, seconds_axes = figure.subplots(1, 2)
+    for index, run in enumerate(runs):
+        points = anytime_points(run, metric)
+        if points.empty:
+            continue
+        color = PALETTE[index % len(PALETTE)]
+        epochs_axes.step(points["trial_epochs"], points["best"], where="post", color=color, label=run.name)
+        seconds_axes.step(points["compute_s"] / 60, points["best"], where="post", color=color, label=run.name)
+    shown = metric or runs[0].metric
+    epochs_axes.set(title="by trial-epochs", xlabel="cumulative trial-epochs", ylabel=f"best {shown} so far")
+    seconds_axes.set(title="by compute time", xlabel="cumulative trial compute (minutes)",
+                     ylabel=f"best {shown} so far")
+    for axes in (epochs_axes, seconds_axes):
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8, loc="lower right")
+    figure.suptitle(title or "anytime performance of the search")
+    figure.tight_layout(rect=(0, 0, 1, 0.96))
+    return figure
+
+
+def _axis_values(values: list[Any]) -> tuple[np.ndarray, list[tuple[float, str]]]:
+    """Values mapped to [0, 1] for one parallel axis, and (position, label) ticks."""
+    present = [v for v in values if not is_missing(v)]
+    numeric = present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+    if numeric:
+        low, high = min(present), max(present)
+        logarithmic = low > 0 and high / low >= 100
+        transform = (lambda v: math.log10(v)) if logarithmic else (lambda v: float(v))
+        lo, hi = transform(low), transform(high)
+        span = (hi - lo) or 1.0
+        mapped = np.array([math.nan if is_missing(v) else (transform(v) - lo) / span for v in values])
+        ticks = [(0.0, f"{low:.3g}"), (1.0, f"{high:.3g}")]
+        return mapped, ticks
+    categories = sorted({str(v) for v in present})
+    step = 1.0 / max(len(categories) - 1, 1)
+    position = {c: i * step for i, c in enumerate(categories)}
+    mapped = np.array([math.nan if is_missing(v) else position[str(v)] for v in values])
+    return mapped, [(position[c], c) for c in categories]
+
+
+def parallel_coordinates(run: RunRecord, parameters: list[str], metric: str | None = None) -> Figure:
+    """One line per trial across the searched parameters, coloured by its best validation metric."""
+    metric = metric or run.metric
+    mode = metric_mode(metric)
+    scored = [(trial, trial.best(metric, mode)[0]) for trial in run.trials]
+    scored = [(t, v) for t, v in scored if v is not None]
+    figure = Figure(figsize=(12, 5))
+    axes = figure.subplots()
+    names = list(parameters[:12]) + [metric]
+    if not scored:
+        axes.text(0.5, 0.5, "no trial has a validation result yet", ha="center", va="center")
+        axes.set_axis_off()
+        return figure
+    columns = []
+    for name in names:
+        values = [value if name == metric else trial.config.get(name) for trial, value in scored]
+        columns.append(_axis_values(values))
+    norm = colors.Normalize(min(v for _, v in scored), max(v for _, v in scored))
+    colormap = matplotlib.colormaps["viridis"]
+    order = np.argsort([v for _, v in scored])
+    order = order if mode == "max" else order[::-1]  # best drawn last, on top
+    x = np.arange(len(names))
+    for index in order:
+        y = np.array([column[0][index] for column in columns])
+        axes.plot(x, y, color=colormap(norm(scored[index][1])), alpha=0.8, linewidth=1.5)
+    for position, (_, ticks) in enumerate(columns):
+        axes.axvline(position, color="grey", linewidth=0.8)
+        for tick, label in ticks:
+            axes.text(position + 0.03, tick, label, fontsize=7, va="center")
+    axes.set_xticks(x, [n.replace("_", " ") for n in names], rotation=20, fontsize=8)
+    axes.set_yticks([])
+    axes.set_ylim(-0.05, 1.05)
+    axes.set_title(f"searched parameters of each trial, coloured by best {metric} (log axes where a range spans 100x)")
+    figure.colorbar(cm.ScalarMappable(norm=norm, cmap=colormap), ax=axes, label=f"best {metric}")
+    figure.tight_layout()
+    return figure
+
+
+def importance(importances: dict[str, float], basis: str) -> Figure:
+    """Horizontal bars of parameter importances (PED-ANOVA, summing to 1)."""
+    figure = Figure(figsize=(8, 4.5))
+    axes = figure.subplots()
+    if importances:
+        names = list(importances)[::-1]
+        axes.barh(names, [importances[n] for n in names], color=PALETTE[0])
+        axes.set_xlim(0, 1)
+    else:
+        axes.text(0.5, 0.5, "not enough finished trials with varying parameters", ha="center", va="center")
+    axes.set(xlabel="importance (PED-ANOVA, normalised to sum to 1)", title=f"parameter importance\n({basis})")
+    axes.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def confusion_matrix(predicted: np.ndarray, target: np.ndarray, classes: int = 10) -> Figure:
+    """The test confusion matrix (rows: true digit, columns: predicted), counts annotated."""
+    matrix = np.zeros((classes, classes), dtype=int)
+    np.add.at(matrix, (target.astype(int), predicted.astype(int)), 1)
+    figure = Figure(figsize=(7, 6))
+    axes = figure.subplots()
+    image = axes.imshow(np.log1p(matrix), cmap="Blues")
+    for row in range(classes):
+        for column in range(classes):
+            if matrix[row, column]:
+                axes.text(column, row, str(matrix[row, column]), ha="center", va="center", fontsize=7,
+                          color="white" if row == column else "black")
+    axes.set(xticks=range(classes), yticks=range(classes), xlabel="predicted", ylabel="true",
+             title=f"test confusion matrix ({int(np.trace(matrix))}/{matrix.sum()} correct)")
+    figure.colorbar(image, ax=axes, label="log(1 + count)")
+    figure.tight_layout()
+    return figure
+
+
+def misclassified(images: np.ndarray, target: np.ndarray, predicted: np.ndarray, count: int = 40) -> Figure:
+    """A grid of misclassified test digits titled 'true -> predicted'."""
+    figure = Figure(figsize=(10, 5))
+    shown = min(count, len(images))
+    grid = figure.subplots(4, 10)
+    for index, axes in enumerate(grid.flat):
+        axes.set_axis_off()
+        if index < shown:
+            axes.imshow(images[index].reshape(images.shape[-2:]), cmap="gray_r")
+            axes.set_title(f"{target[index]} -> {predicted[index]}", fontsize=8, color="#b00")
+    figure.suptitle(f"misclassified test digits (true -> predicted): {shown} of {len(images)} shown")
+    figure.tight_layout(rect=(0, 0, 1, 0.96))
+    return figure
+
+
+def stain_rgb(image: np.ndarray) -> np.ndarray:
+    """Two stain channels (2, H, W) uint8 as an RGB picture, like the data set's own PNGs."""
+    rgb = np.zeros((*image.shape[1:], 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 1] = image[0], image[1]
+    return rgb
+
+
+def best_and_worst(images: np.ndarray, target: np.ndarray, predicted: np.ndarray, dice: np.ndarray) -> Figure:
+    """The three best and three worst test images: image, ground truth, prediction, per-image Dice."""
+    order = np.argsort(dice)
+    picks = [(i, "best") for i in order[::-1][:3]] + [(i, "worst") for i in order[:3]]
+    figure = Figure(figsize=(9, 15))
+    grid = figure.subplots(len(picks), 3)
+    for row, (index, kind) in enumerate(picks):
+        panels = [(stain_rgb(images[index]), "image"), (target[index], "ground truth"),
+                  (predicted[index], f"prediction, Dice {dice[index]:.3f}")]
+        for column, (picture, label) in enumerate(panels):
+            axes = grid[row, column]
+            axes.imshow(picture, cmap=None if picture.ndim == 3 else "gray", vmin=0, vmax=255 if picture.ndim == 3 else 1)
+            axes.set_axis_off()
+            axes.set_title(f"{kind} #{row % 3 + 1} (test {index + 1}): {label}" if column == 0 else label, fontsize=8)
+    figure.suptitle(f"best and worst test images of the best model (mean per-image Dice {dice.mean():.3f})")
+    figure.tight_layout(rect=(0, 0, 1, 0.96))
+    return figure
+
+
+def pareto(points: list[tuple[str, float, int]], front: set[str], metric: str) -> Figure:
+    """Best validation metric against learnable weights; the Pareto-optimal trials highlighted."""
+    figure = Figure(figsize=(8, 5))
+    axes = figure.subplots()
+    others = [(p, v) for t, v, p in points if t not in front]
+    chosen = sorted((p, v) for t, v, p in points if t in front)
+    if others:
+        axes.scatter(*zip(*others), color="#999", label="dominated")
+    if chosen:
+        axes.plot(*zip(*chosen), "o-", color=PALETTE[1], label="Pareto front")
+    axes.set_xscale("log")
+    axes.set(xlabel="learnable weights", ylabel=f"best {metric}", title="accuracy against model size")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    return figure
