@@ -40,6 +40,7 @@ class TrialSummary:
     time_s: float
     params: int | None
     node_ids: list[str] = field(default_factory=list)
+    node_ips: list[str] = field(default_factory=list)  # the nodes' addresses, as Ray Tune records them
     path: str = ""  # trial folder, relative to the run folder
     error: str = ""
 
@@ -66,6 +67,7 @@ def summarize(result_grid, metric: str, max_epochs: int, deadline: float | None,
         metrics = result.metrics or {}
         frame = result.metrics_dataframe
         nodes = sorted(set(frame[NODE_ID].dropna())) if frame is not None and NODE_ID in frame else []
+        addresses = sorted(set(frame["node_ip"].dropna())) if frame is not None and "node_ip" in frame else []
         best = metrics.get(best_name(metric))
         best_epoch = int(metrics.get("best_epoch") or 0)
         path = result.path or ""
@@ -79,6 +81,7 @@ def summarize(result_grid, metric: str, max_epochs: int, deadline: float | None,
             time_s=float(metrics.get("time_total_s") or 0.0),
             params=metrics.get(PARAMS),
             node_ids=nodes,
+            node_ips=[str(address) for address in addresses],
             path=os.path.relpath(path, run_dir) if path and not _is_remote(path) else Path(path).name,
             error=str(result.error).splitlines()[0] if result.error else "",
         ))
@@ -111,7 +114,8 @@ def trials_frame(ranked: list[TrialSummary], metric: str, test: dict[str, dict] 
         row.update({key: summary.config.get(key) for key in columns})
         row.update({f"best_{metric}": summary.best_value, "best_epoch": summary.best_epoch,
                     "epochs": summary.epochs, "time_s": round(summary.time_s, 1), "params": summary.params,
-                    "nodes": ";".join(summary.node_ids), "path": summary.path})
+                    "nodes": ";".join(summary.node_ids), "node_ips": ";".join(summary.node_ips),
+                    "path": summary.path})
         for name, value in ((test or {}).get(summary.trial_id) or {}).items():
             if name.startswith("test/"):
                 row[name] = value
