@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from visiontune.config import config_from_dict
-from visiontune.data.splits import DataSplits, ImageSet
+from visiontune.data.splits import DataSplits
 from visiontune.data.synthetic import synthetic_digits, synthetic_glands
 from visiontune.engine import Trainer, TrainingDiverged
 from visiontune.errors import ConfigError

@@ -166,6 +166,7 @@ def command_search(args: argparse.Namespace) -> int:
         scheduler=args.scheduler, time_budget=args.time_budget, warm_start=args.warm_start,
         objectives=args.objectives, optuna_storage=args.optuna_storage, max_failures=args.max_failures,
         top_k=args.top_k, report=not args.no_report, fixed=parse_set_options(args.set),
+        reuse_actors=not args.fresh_worker_per_trial,
         data_dir=args.data_dir, synthetic=args.synthetic, val_size=args.val_size, split_seed=args.split_seed,
         train_limit=args.train_limit, download=not args.no_download,
     )
@@ -211,6 +212,8 @@ def add_search_parser(commands) -> None:
     where.add_argument("--concurrency", type=int, metavar="N", help="at most N trials at once (default: as resources allow)")
     where.add_argument("--max-failures", type=int, default=2, metavar="N",
                        help="retry a trial that raises N times from its last checkpoint, then record it failed [2]")
+    where.add_argument("--fresh-worker-per-trial", action="store_true",
+                       help="start a new worker process for every trial instead of reusing one (slower)")
     where.add_argument("--address", metavar="HOST:PORT", help="connect to a running Ray cluster (default: start a "
                                                               "local one, bound to loopback)")
     where.add_argument("--name", metavar="NAME", help="run name (default search-TASK-TIME); with --resume, the search to continue")
@@ -253,6 +256,54 @@ def add_analyze_parser(commands) -> None:
     analyze.set_defaults(handler=command_analyze)
 
 
+def command_reproduce(args: argparse.Namespace) -> int:
+    """List the report's studies, or run some and write their side-by-side tables."""
+    from visiontune.reproduce import ReproduceOptions, reproduce
+    from visiontune.studies import STUDIES
+
+    if args.list or not args.studies:
+        if not args.list:
+            raise VisiontuneError("reproduce needs STUDY names, 'all', or --list")
+        width = max(map(len, STUDIES))
+        for name, study in STUDIES.items():
+            rows = len(study.rows)
+            print(f"{name:{width}s}  {study.task:7s}  {study.description} "
+                  f"[{rows} setting{'s' if rows > 1 else ''}, {study.epochs} epochs; quick {study.quick_epochs}]")
+        return 0
+    names = list(STUDIES) if args.studies == ["all"] else args.studies
+    index = reproduce(ReproduceOptions(
+        studies=names, quick=args.quick, seeds=args.seeds, storage=args.storage, out=args.out,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
+        data_dir=args.data_dir, synthetic=args.synthetic))
+    print(f"tables: {index}")
+    return 0
+
+
+def add_reproduce_parser(commands) -> None:
+    """The ``reproduce`` sub-command."""
+    parser = commands.add_parser(
+        "reproduce", help="run the report's experiments as studies, side by side with its numbers",
+        description="Each study is one of the report's experiments, run as a grid through the search service "
+                    "(every setting x seed, no early stopping, epochs chosen on validation, test evaluated once). "
+                    "Writes a Markdown table per study: the report's number beside ours (mean ± std over the seeds) "
+                    "and the compute used.")
+    parser.add_argument("studies", nargs="*", metavar="STUDY", help="study names (see --list), or 'all'")
+    parser.add_argument("--list", action="store_true", help="list the studies and exit")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer epochs and, for MNIST, 5,000 training images: every study on 2 CPUs in well "
+                             "under an hour; tables labelled as such")
+    parser.add_argument("--seeds", type=int, default=3, metavar="N", help="training seeds per setting [3]")
+    parser.add_argument("--storage", default="runs", metavar="DIR", help="where the studies' run folders go [runs]")
+    parser.add_argument("--out", default="reproduction", metavar="DIR",
+                        help="where the tables go: DIR/quick or DIR/full [reproduction]")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="N", help="CPUs per trial [1]")
+    parser.add_argument("--gpus-per-trial", type=float, default=0.0, metavar="F", help="GPU share per trial [0]")
+    parser.add_argument("--address", metavar="HOST:PORT", help="connect to a running Ray cluster")
+    parser.add_argument("--data-dir", metavar="DIR", help="data folder (default $VISIONTUNE_DATA, else the cache)")
+    parser.add_argument("--synthetic", action="store_true", help="tiny generated data sets (smoke runs)")
+    parser.set_defaults(handler=command_reproduce)
+
+
 # ------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
@@ -280,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_search_parser(commands)
     add_analyze_parser(commands)
+    add_reproduce_parser(commands)
 
     data = commands.add_parser("data", help="check a data set (or download MNIST)",
                                description="Load a task's data set as training would and show its split, "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -73,6 +72,7 @@ class SearchOptions:
     max_failures: int = 2
     top_k: int = 3
     report: bool = True  # write the analysis report (tables, figures, HTML) when the search ends
+    reuse_actors: bool = True  # run trial after trial in the same worker process (no start-up per trial)
     fixed: dict[str, Any] = field(default_factory=dict)  # --set KEY=VALUE for every trial
     # data
     data_dir: str | None = None
@@ -181,13 +181,16 @@ def check_options(options: SearchOptions) -> tuple[SearchSpace, dict[str, Any], 
         if key in ("task", "epochs"):
             raise ConfigError(f"--set {key}=...: {key} is set by the search itself")
     fixed = {"task": options.task, "epochs": options.max_epochs, **options.fixed}
+    if space.has_rows and options.searcher != "grid":
+        raise ConfigError(f"space {space.name!r} lists rows of settings: run it with --searcher grid")
     check_space(space, fixed)
-    searched = {key for config in space.sample(32, options.seed) for key in config}
+    configs = space.grid_points() if space.has_rows else space.sample(32, options.seed)
+    searched = {key for config in configs for key in config}
     clash = sorted(set(options.fixed) & searched)
     if clash:
         raise ConfigError(f"--set {', '.join(clash)}: the space {space.name!r} already sets or searches it; remove it from --set")
     if options.searcher == "grid":
-        grid_size = math.prod(len(v) for v in space.grid().values())
+        grid_size = len(space.grid_points())
         if options.trials not in (None, grid_size):
             raise ConfigError(f"a grid search runs every point of {space.name!r}: {grid_size} trials; "
                               f"drop --trials or give --trials {grid_size}")
@@ -366,15 +369,32 @@ def build_tuner(options: SearchOptions, space: SearchSpace, fixed: dict, points:
     objectives = parse_objectives(options.objectives, metric)
     searcher = make_searcher(options, space, fixed, points, metric, objectives, deadline)
     param_space: dict[str, Any] = {}
+    num_samples = options.trials or 16
     if options.searcher == "grid":
-        param_space = {key: tune.grid_search(values) for key, values in space.grid().items()}
-        param_space.update(fixed)
+        # Every point listed, in order, by Ray Tune's variant generator: a product of lists and
+        # rows of settings that belong together alike (tune.grid_search knows only products).
+        from ray.tune.search import BasicVariantGenerator
+
+        grid = [{**point, **fixed} for point in space.grid_points()]
+        searcher = BasicVariantGenerator(points_to_evaluate=grid)
+        num_samples = len(grid)
+        # Ray checks each listed point against the parameter space: declare every key with
+        # the values it takes (every point sets the same keys, so nothing is ever sampled).
+        for point in grid:
+            for key, value in point.items():
+                values = param_space.setdefault(key, [])
+                if value not in values:
+                    values.append(value)
+        param_space = {key: tune.choice(values) for key, values in param_space.items()}
     tune_config = tune.TuneConfig(
         search_alg=searcher,
         scheduler=make_scheduler(options, metric, points),
-        num_samples=1 if options.searcher == "grid" else (options.trials or 16),
+        num_samples=num_samples,
         max_concurrent_trials=options.concurrency,
         trial_dirname_creator=_trial_dirname,
+        # A new worker process per trial costs seconds (process start, importing torch); the
+        # trial loop keeps no state between trials, so the next trial can reuse the process.
+        reuse_actors=options.reuse_actors,
     )
     run_config = tune.RunConfig(
         name=options.name,
@@ -458,7 +478,7 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
         metric = get_task(options.task).val_metric
         deadline = time.time() + budget if budget else None
         trainable = wrapped_trainable(options, splits, deadline, trial_function)
-        total = (math.prod(len(v) for v in space.grid().values()) if options.searcher == "grid"
+        total = (len(space.grid_points()) if options.searcher == "grid"
                  else options.trials or 16)
         printer = ProgressPrinter(metric, total, options.max_epochs, interval_s=status_interval_s, emit=progress)
         if resume:
@@ -476,12 +496,15 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
                      f"{options.cpus_per_trial:g} CPU / {options.gpus_per_trial:g} GPU per trial -> {store.location}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            fit_started = time.perf_counter()
             result_grid = tuner.fit()
+            fit_seconds = time.perf_counter() - fit_started
         if printer.unfinished:  # Ctrl-C: Tune saved its state and returned early
             raise SearchInterrupted(f"search interrupted with {len(printer.unfinished)} trials unfinished; "
                                     f"continue it with: visiontune search --resume --name {options.name} "
                                     f"--storage {options.storage}")
         summary = finish_search(result_grid, options, splits, store, metric, deadline, progress)
+        summary["fit_s"] = fit_seconds  # the trials' phase alone, without data loading and the test look
     finally:
         if started_ray:
             ray.shutdown()

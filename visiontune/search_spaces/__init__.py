@@ -39,6 +39,16 @@ class SearchSpace:
                               "use a grid space (see --list-spaces) or a YAML file whose parameters are lists")
         return self.declarative.grid()
 
+    @property
+    def has_rows(self) -> bool:
+        """A data space with grid rows (runs only as a grid)."""
+        return self.declarative is not None and self.declarative.rows is not None
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every point of the grid (rows included), in order; a :class:`ConfigError` as :meth:`grid`."""
+        self.grid()
+        return self.declarative.grid_points()
+
     def sample(self, count: int, seed: int = 0) -> list[dict[str, Any]]:
         """``count`` configurations drawn by Optuna's random sampler (params plus constants)."""
         import optuna
@@ -108,7 +118,10 @@ def check_space(space: SearchSpace, fixed: dict[str, Any], samples: int = 64, se
     """
     logging.getLogger("optuna").setLevel(logging.WARNING)
     try:
-        configs = space.sample(samples, seed) if space.declarative is None or space.declarative.params else []
+        if space.has_rows:  # a grid of rows: check every point, not a sample
+            configs = space.grid_points()
+        else:
+            configs = space.sample(samples, seed) if space.declarative is None or space.declarative.params else []
     except ConfigError:
         raise
     except Exception as error:  # an Optuna error from a malformed define-by-run function

@@ -16,6 +16,17 @@ Parameter names are the settings of ``visiontune train`` (``TrainConfig`` fields
 makes a parameter conditional on parameters listed before it (a value or a list of values).
 Every mistake is reported in one line naming the file and the parameter, before Ray starts.
 A space whose parameters are all fixed values or lists can also run as a grid.
+
+A grid may also list ``rows``: bundles of settings that belong together and are not a product
+(SGD with lr 0.1 against Adam with lr 1e-3, say). The grid then runs every row with every
+combination of the list parameters::
+
+    rows:
+      - {optimizer: sgd, lr: 0.1}
+      - {optimizer: adam, lr: 0.001}
+    params:
+      model: cnn
+      seed: [0, 1, 2]
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ from visiontune.config import FIELD_TYPES, MODEL_FIELDS, TrainConfig
 from visiontune.errors import ConfigError
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice")
-TOP_LEVEL_KEYS = ("description", "task", "params")
+TOP_LEVEL_KEYS = ("description", "task", "params", "rows")
 RESERVED = ("task", "epochs")  # set by the search itself, never searched
 POSITIVE = ("lr", "batch_size")  # a range for these must lie above zero
 
@@ -86,6 +97,26 @@ class DeclarativeSpace:
         self.params: dict[str, dict[str, Any]] = {}
         for name, spec in params.items():
             self.params[str(name)] = self._check(str(name), spec)
+        self.rows = self._check_rows(data.get("rows"))
+
+    def _check_rows(self, rows: Any) -> list[dict[str, Any]] | None:
+        """Grid rows: a non-empty list of mappings of fixed settings not also in ``params``."""
+        if rows is None:
+            return None
+        if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) and row for row in rows):
+            raise ConfigError(f"{self.where}: rows: expected a non-empty list of mappings of settings to values")
+        for number, row in enumerate(rows, start=1):
+            for name, value in row.items():
+                where = f"{self.where}: rows[{number}]: {name}"
+                if name in RESERVED or name not in FIELD_TYPES:
+                    raise ConfigError(f"{where}: unknown or reserved parameter")
+                if name in self.params:
+                    raise ConfigError(f"{where}: also in params; a setting is either in the rows or in params")
+                self._check_value(str(name), where, value)
+            if set(row) != set(rows[0]):
+                raise ConfigError(f"{self.where}: rows[{number}]: sets {', '.join(sorted(row))}, but rows[1] sets "
+                                  f"{', '.join(sorted(rows[0]))}; every row sets the same settings")
+        return [dict(row) for row in rows]
 
     # -------------------------------------------------------------------------------- checks
     def _check(self, name: str, spec: Any) -> dict[str, Any]:
@@ -196,6 +227,8 @@ class DeclarativeSpace:
     # ------------------------------------------------------------------------------ sampling
     def __call__(self, trial) -> dict[str, Any]:
         """Define-by-run: suggest each active parameter; return the fixed values as constants."""
+        if self.rows is not None:
+            raise ConfigError(f"{self.where}: a space with rows runs only as a grid (--searcher grid)")
         chosen: dict[str, Any] = {}
         constants: dict[str, Any] = {}
         for name, entry in self.params.items():
@@ -233,10 +266,11 @@ class DeclarativeSpace:
         return grid
 
     def grid_size(self) -> int:
-        """Number of points of :meth:`grid`."""
-        return math.prod(len(values) for values in self.grid().values())
+        """Number of points of :meth:`grid_points`."""
+        return len(self.rows or [{}]) * math.prod(len(values) for values in self.grid().values())
 
     def grid_points(self) -> list[dict[str, Any]]:
-        """Every point of the grid, in order."""
+        """Every point of the grid, in order: each row (if any) with every combination of the lists."""
         grid = self.grid()
-        return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+        combinations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+        return [{**row, **combination} for row in (self.rows or [{}]) for combination in combinations]
