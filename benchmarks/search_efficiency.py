@@ -51,18 +51,24 @@ def _epoch_rows(trial: Path) -> list[dict]:
     return [rows[e] for e in sorted(rows)]
 
 
-def _best_state(trial: Path) -> dict | None:
-    """The trial's checkpoint whose epoch is its best by validation (Ray keeps it beside the latest)."""
+def _best_state(trial: Path, rows: list[dict]) -> dict | None:
+    """The trial's checkpoint whose epoch is its best by validation (Ray keeps it beside the latest).
+
+    Where validation Dice tied (a model stuck at "all gland"), Ray may have kept a later epoch
+    with the same score: then the kept checkpoint with the highest validation Dice stands in.
+    """
     from visiontune import runs
 
-    states = []
-    for path in sorted(trial.glob("checkpoint_*/state.pt")):
-        states.append(runs.load_checkpoint(path))
+    states = [runs.load_checkpoint(path) for path in sorted(trial.glob("checkpoint_*/state.pt"))]
     if not states:
         return None
     latest = max(states, key=lambda s: s["trainer"]["epoch"])
-    best_epoch = latest["best_epoch"]
-    return next((s for s in states if s["trainer"]["epoch"] == best_epoch), None)
+    best = next((s for s in states if s["trainer"]["epoch"] == latest["best_epoch"]), None)
+    if best is None:
+        score = {row["epoch"]: row.get("val/dice", float("-inf")) for row in rows}
+        best = max(states, key=lambda s: score.get(s["trainer"]["epoch"], float("-inf")))
+        best = {**best, "best_epoch": best["trainer"]["epoch"]}
+    return best
 
 
 def first_reach(run: Path, splits, threshold: float = THRESHOLD) -> dict:
@@ -74,7 +80,7 @@ def first_reach(run: Path, splits, threshold: float = THRESHOLD) -> dict:
     for trial in sorted(run.glob("trial_*")):
         rows = _epoch_rows(trial)
         timeline.extend(row["timestamp"] for row in rows)
-        state = _best_state(trial)
+        state = _best_state(trial, rows)
         if state is None or not rows:
             continue
         config = json.loads((trial / "params.json").read_text())
@@ -156,7 +162,17 @@ def main(argv: list[str] | None = None) -> int:
 
     splits = load_splits("warwick", data_dir=args.data_dir, download=False)
     if args.from_run:
-        print(json.dumps(first_reach(Path(args.from_run), splits), indent=2))
+        run = Path(args.from_run)
+        measured = first_reach(run, splits)
+        search = json.loads((run / "search.json").read_text())
+        path = save(f"search_efficiency-run-{run.name}",
+                    {"machine": machine(), "revision": git_revision(), "threshold": THRESHOLD, "run": str(run),
+                     "options": search.get("options"), "command": search.get("command"), **measured})
+        print(json.dumps(measured, indent=2))
+        print(f"SUMMARY search efficiency of {run.name}: "
+              + (f"first test Dice >= {THRESHOLD} after {measured['trial_epochs_to_reach']} of "
+                 f"{measured['trial_epochs_total']} trial-epochs" if "trial_epochs_to_reach" in measured
+                 else f"never reached in {measured['trial_epochs_total']} trial-epochs") + f" -> {path}")
         return 0
     import ray
 
@@ -180,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                     measured.update(method=method, seed=seed, wall_s=time.perf_counter() - started)
                     rows.append(measured)
                     reach = measured.get("trial_epochs_to_reach")
-                    print(f"  {method:9s} seed {seed}: {'reached after %d' % reach if reach else 'not reached in'} "
-                          f"of {measured['trial_epochs_total']} trial-epochs; best test Dice "
+                    print(f"  {method:9s} seed {seed}: {'reached after %d of' % reach if reach else 'not reached in'} "
+                          f"{measured['trial_epochs_total']} trial-epochs; best test Dice "
                           f"{measured['best_test']:.3f}; {measured['wall_s'] / 60:.1f} min", flush=True)
     finally:
         ray.shutdown()

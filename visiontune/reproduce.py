@@ -137,7 +137,10 @@ def reproduce(options: ReproduceOptions, progress: Callable[[str], None] = print
         progress(f"{study.name}: done in {time.time() - started:.0f} s -> {out / (study.name + '.md')}"
                  + (f" (first row test {best['test'][0]:.4f})" if best else ""))
     index = out / "README.md"
-    existing = sorted(p.stem for p in out.glob("*.md") if p.name != "README.md")
+    from visiontune.studies import STUDIES
+
+    written = {p.stem for p in out.glob("*.md") if p.name != "README.md"}
+    existing = [name for name in STUDIES if name in written]  # in the report's order
     header = (f"# The report's studies, {mode} mode\n\nWritten by `visiontune reproduce{' --quick' if options.quick else ''}`;"
               f" one table per study ({', '.join(existing)}).\n\n")
     index.write_text(header + "\n".join((out / f"{name}.md").read_text() for name in existing))
