@@ -97,7 +97,7 @@ def first_reach(run: Path, splits, threshold: float = THRESHOLD) -> dict:
     if reached:
         moment = min(reached)
         result["trial_epochs_to_reach"] = sum(1 for stamp in timeline if stamp <= moment)
-        # Ray's timestamps have one-second resolution: add the first epoch's time as the start.
+        # Counted from the end of the search's first epoch (the earliest timestamp Ray records).
         result["seconds_to_reach"] = moment - start
     return result
 

@@ -56,7 +56,7 @@ def _device_label(gpus_per_trial: float) -> str:
 def study_table(study: Study, run: Path, quick: bool, device: str) -> tuple[str, list[dict[str, Any]]]:
     """The Markdown table of a finished study run folder, and its rows as data."""
     spec = get_task(study.task)
-    metric, test_metric = spec.val_metric, spec.val_metric.replace("val/", "test/")
+    test_metric = spec.val_metric.replace("val/", "test/")
     trials = json.loads((run / "trials.json").read_text())
     tested = json.loads((run / "test_results.json").read_text())["trials"]
     rows = []
@@ -73,10 +73,11 @@ def study_table(study: Study, run: Path, quick: bool, device: str) -> tuple[str,
     search = json.loads((run / "search.json").read_text())
     epochs = search["options"]["max_epochs"] if "options" in search else "?"
     name = spec.val_metric.split("/")[1]
+    subset = ", 5,000 training images" if QUICK_TRAIN_LIMIT[study.task] else ""
+    label = f"QUICK MODE (fewer epochs{subset}): not comparable to the report in absolute terms. " if quick else ""
     lines = [f"### {study.name}: {study.description}", "",
-             f"{'QUICK MODE (fewer epochs' + (', 5,000 training images' if QUICK_TRAIN_LIMIT[study.task] else '') + '): not comparable to the report in absolute terms. ' if quick else ''}"
-             f"{len(study.rows)} setting(s) x {rows[0]['seeds'] if rows else 0} seeds, {epochs} epochs each, "
-             f"epoch chosen on validation, test evaluated once per trial. Report: {study.report_note}.", "",
+             f"{label}{len(study.rows)} setting(s) x {rows[0]['seeds'] if rows else 0} seeds, {epochs} epochs "
+             f"each, epoch chosen on validation, test evaluated once per trial. Report: {study.report_note}.", "",
              f"| setting | report (test) | ours: validation {name} | ours: test {name} | chosen by validation | "
              "trial-epochs | seconds | device |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -297,11 +297,20 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def grid_trials(space: SearchSpace, fixed: dict) -> list[dict[str, Any]]:
+    """Every configuration of a grid search, in order: the space's points plus the fixed settings."""
+    return [{**point, **fixed} for point in space.grid_points()]
+
+
 def make_searcher(options: SearchOptions, space: SearchSpace, fixed: dict, points: list[dict], metric: str,
                   objectives: list[str] | None, deadline: float | None):
-    """OptunaSearch (TPE or random, seeded) over the space plus the fixed settings; None for a grid."""
+    """OptunaSearch (TPE or random, seeded) over the space plus the fixed settings; for a grid, Ray
+    Tune's variant generator listing every point in order (a product of lists and rows of settings
+    that belong together alike, which ``tune.grid_search`` cannot express)."""
     if options.searcher == "grid":
-        return None
+        from ray.tune.search import BasicVariantGenerator
+
+        return BasicVariantGenerator(points_to_evaluate=grid_trials(space, fixed))
     import optuna
 
     from visiontune.tuning import VisiontuneOptunaSearch
@@ -371,21 +380,16 @@ def build_tuner(options: SearchOptions, space: SearchSpace, fixed: dict, points:
     param_space: dict[str, Any] = {}
     num_samples = options.trials or 16
     if options.searcher == "grid":
-        # Every point listed, in order, by Ray Tune's variant generator: a product of lists and
-        # rows of settings that belong together alike (tune.grid_search knows only products).
-        from ray.tune.search import BasicVariantGenerator
-
-        grid = [{**point, **fixed} for point in space.grid_points()]
-        searcher = BasicVariantGenerator(points_to_evaluate=grid)
+        grid = grid_trials(space, fixed)
         num_samples = len(grid)
         # Ray checks each listed point against the parameter space: declare every key with
         # the values it takes (every point sets the same keys, so nothing is ever sampled).
-        for point in grid:
-            for key, value in point.items():
-                values = param_space.setdefault(key, [])
-                if value not in values:
-                    values.append(value)
-        param_space = {key: tune.choice(values) for key, values in param_space.items()}
+        for key in grid[0]:
+            values: list = []
+            for point in grid:
+                if point[key] not in values:
+                    values.append(point[key])
+            param_space[key] = tune.choice(values)
     tune_config = tune.TuneConfig(
         search_alg=searcher,
         scheduler=make_scheduler(options, metric, points),
