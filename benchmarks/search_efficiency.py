@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="1 seed; grid points 30 epochs, searches 12 trials of at most 30 epochs")
     parser.add_argument("--seeds", type=int, help="seeds per method (default 3; quick 1)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seed of each method's first run [0]: continue an earlier comparison with new seeds")
     parser.add_argument("--methods", default="grid,random,tpe+asha", help="comma-separated subset")
     parser.add_argument("--from-run", metavar="RUN", help="only measure an existing WARWICK run folder")
     parser.add_argument("--data-dir", help="data folder (default $VISIONTUNE_DATA)")
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="vt-efficiency-") as folder:
             for method in methods:
-                for seed in range(seeds):
+                for seed in range(args.first_seed, args.first_seed + seeds):
                     started = time.perf_counter()
                     folders = run_method(method, seed, settings, Path(folder), args.data_dir)
                     measured = combine([first_reach(run, splits) for run in folders])
@@ -208,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             return None
         return statistics.median(values)
 
-    path = save(f"search_efficiency{'-quick' if args.quick else ''}",
+    suffix = f"-seeds{args.first_seed}-{args.first_seed + seeds - 1}" if args.first_seed else ""
+    path = save(f"search_efficiency{'-quick' if args.quick else ''}{suffix}",
                 {"machine": info, "revision": git_revision(), "threshold": THRESHOLD, "settings": settings,
                  "seeds": seeds, "rows": rows})
     parts = []

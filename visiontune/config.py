@@ -68,8 +68,8 @@ class TrainConfig:
     stain_jitter: float = _knob(0.1, "relative stain-intensity jitter (augment=stain)")
     # --- reproducibility and numerics --------------------------------------------------------
     seed: int = _knob(0, "seed of weights, batch order and augmentation")
-    precision: str = _knob("auto", "fp32, bf16 (autocast), or auto: bf16 on CUDA, and on CPUs with bf16 units "
-                                   "where a quick probe finds it faster")
+    precision: str = _knob("auto", "fp32, bf16 (autocast), or auto: bf16 where a quick probe finds it faster "
+                                   "(CUDA GPUs, CPUs with bf16 units)")
 
     def model_name(self) -> str:
         """The model family, the task's default when unset."""

@@ -158,16 +158,19 @@ class Trainer:
     def _choose_bf16(self) -> bool:
         """fp32 or bf16 autocast, as configured; ``auto`` decides by device and measurement.
 
-        On CUDA bf16 pays for every model here. On a CPU it pays only where the CPU has bf16
+        Neither device gains for every model. On a CPU bf16 pays only where the CPU has bf16
         matrix units (AMX, AVX512-BF16) and the model is wide enough: measured 2.9x per step for
-        a 16-wide U-Net, but 0.76x for the report's 8-wide CNN. So ``auto`` times a few steps of
-        a copy of the model both ways and keeps bf16 only when it is clearly faster.
+        a 16-wide U-Net, but 0.76x for the report's 8-wide CNN. On an H100 the report's CNN
+        (batch 32) and the FCN2 (batch 16) ran at 0.85x and 0.87x of fp32 in bf16
+        (benchmarks/results/loop_throughput-cuda-16threads.json): such small steps are bound by
+        kernel launches, and autocast adds cast kernels. So ``auto`` times a few steps of a copy
+        of the model both ways and keeps bf16 only when it is clearly faster.
         """
         if self.config.precision != "auto":
             return self.config.precision == "bf16"
-        if self.device.type == "cuda":
-            return torch.cuda.is_bf16_supported()
-        if not cpu_has_bf16_units():
+        if self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return False
+        if self.device.type == "cpu" and not cpu_has_bf16_units():
             return False
         return self._probe_bf16_speedup() >= BF16_MIN_SPEEDUP
 
@@ -180,6 +183,7 @@ class Trainer:
         states leave the real run untouched.
         """
         rng_state = torch.get_rng_state()
+        cuda_rng_state = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         model = copy.deepcopy(self.model)
         optimizer = make_optimizer(self.config, model.parameters())
         data = self.splits["train"]
@@ -187,7 +191,12 @@ class Trainer:
         targets = data.targets[:self.config.batch_size]
         model.train()
 
+        def synchronize() -> None:
+            if self.device.type == "cuda":  # CUDA runs asynchronously: wait before reading the clock
+                torch.cuda.synchronize(self.device)
+
         def timed(bf16: bool, count: int) -> float:
+            synchronize()
             start = time.perf_counter()
             for _ in range(count):
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -195,6 +204,7 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+            synchronize()
             return time.perf_counter() - start
 
         try:
@@ -207,6 +217,8 @@ class Trainer:
             return statistics.median(fp32) / statistics.median(bf16)
         finally:
             torch.set_rng_state(rng_state)
+            if cuda_rng_state is not None:  # dropout on the GPU draws from the device's generator
+                torch.cuda.set_rng_state(cuda_rng_state, self.device)
 
     # ----------------------------------------------------------------------------- training
     def _autocast(self):
