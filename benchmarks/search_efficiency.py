@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-run", metavar="RUN", help="only measure an existing WARWICK run folder")
     parser.add_argument("--data-dir", help="data folder (default $VISIONTUNE_DATA)")
     args = parser.parse_args(argv)
+    if args.first_seed < 0:
+        parser.error("--first-seed must be 0 or more")
     from visiontune.data import load_splits
 
     splits = load_splits("warwick", data_dir=args.data_dir, download=False)

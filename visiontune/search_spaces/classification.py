@@ -64,7 +64,7 @@ def mnist_cnn(trial) -> dict[str, Any]:
 
 def mnist_gpu(trial) -> dict[str, Any]:
     """Wider CNNs with batchnorm, augmentation and schedules: the space for GPU searches (RESULTS.md)."""
-    # Widths 32 and 64 cost several times the report's 8 on a CPU core but nothing on a GPU,
+    # Widths 32 and 64 cost several times the report's 8 on a CPU core but little on a GPU,
     # where a small CNN's step is bound by kernel launches, not arithmetic.
     trial.suggest_int("blocks", 2, 3)
     trial.suggest_categorical("width", [32, 64])
