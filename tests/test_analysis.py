@@ -181,3 +181,19 @@ def test_analyze_errors_are_one_line(tmp_path, capsys):
 def test_unknown_metric_lists_the_available_ones(mnist_run, capsys):
     assert main(["analyze", str(mnist_run), "--metric", "val/f1", "--out", str(mnist_run.parent / "x")]) == 1
     assert "--metric 'val/f1' is not in" in capsys.readouterr().err
+
+
+def test_parallel_reseed_gives_the_same_figures_as_sequential(mnist_run, tmp_path):
+    """Retrains in two spawned processes are seeded like the in-process ones: same table."""
+    analyze_run(mnist_run, out=tmp_path / "one", top=2, reseed=1, progress=lambda line: None)
+    lines: list[str] = []
+    analyze_run(mnist_run, out=tmp_path / "two", top=2, reseed=1, jobs=2, progress=lines.append)
+    sequential = pd.read_csv(tmp_path / "one" / "reseed.csv")
+    parallel = pd.read_csv(tmp_path / "two" / "reseed.csv")
+    pd.testing.assert_frame_equal(sequential, parallel)
+    assert any("2 at a time" in line for line in lines)
+
+
+def test_jobs_below_one_is_a_one_line_error(mnist_run, capsys):
+    assert main(["analyze", str(mnist_run), "--reseed", "1", "--jobs", "0", "--out", str(mnist_run.parent / "j")]) == 1
+    assert "--jobs must be at least 1, not 0" in capsys.readouterr().err

@@ -123,3 +123,42 @@ def test_auto_precision_gives_the_same_run_as_the_precision_it_chose(config_of, 
     for a, b in zip(auto.model.state_dict().values(), fixed.model.state_dict().values()):
         assert torch.equal(a, b)
     assert auto.fit_epoch() == fixed.fit_epoch()
+
+
+def test_tta_views_are_the_symmetries_of_the_square_and_invert_exactly():
+    from visiontune.engine import _unview, _view, tta_views
+
+    image = torch.arange(2 * 4 * 4, dtype=torch.float).reshape(1, 2, 4, 4)
+    for mode, count in (("none", 1), ("flip", 4), ("d4", 8)):
+        views = [_view(image, turns, flip) for turns, flip in tta_views(mode)]
+        assert len({tuple(v.flatten().tolist()) for v in views}) == count  # all distinct
+        for (turns, flip), view in zip(tta_views(mode), views):
+            assert torch.equal(_unview(view, turns, flip), image)
+
+
+def test_tta_averages_view_probabilities_mapped_back(glands_splits):
+    """d4 evaluation equals the hand-computed mean of the 8 views' softmax, mapped back."""
+    trainer = Trainer(glands_config(tta="d4"), glands_splits, device="cpu")
+    trainer.fit_epoch()
+    trainer.model.eval()
+    images = trainer.splits["val"].images[:3]
+    outputs = []
+    for turns in range(4):
+        for flip in (False, True):
+            view = torch.rot90(images.flip(-1) if flip else images, turns, (-2, -1))
+            with torch.no_grad():
+                probability = torch.rot90(trainer.model(view).softmax(1), -turns, (-2, -1))
+            outputs.append(probability.flip(-1) if flip else probability)
+    expected = torch.stack(outputs).mean(0)
+    got = trainer.predict("val")[:3].softmax(1)
+    assert torch.allclose(got, expected, atol=1e-5)
+    # and it is not the plain prediction: a trained FCN is not invariant to rotations
+    trainer.config.tta = "none"
+    assert not torch.allclose(trainer.predict("val")[:3].softmax(1), expected, atol=1e-3)
+
+
+def test_tta_is_refused_for_classification():
+    from visiontune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tta must be one of none for classification"):
+        digits_config(tta="d4").validate()

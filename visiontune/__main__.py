@@ -2,4 +2,6 @@
 
 from visiontune.cli import main
 
-raise SystemExit(main())
+# Guarded: processes spawned by the parallel retrains (analyze --jobs) import this module again.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -233,8 +233,10 @@ def command_analyze(args: argparse.Namespace) -> int:
             raise VisiontuneError("--reseed works on one run at a time")
         report = compare_runs(args.runs, out=args.out, metric=args.metric)
     else:
+        if args.jobs < 1:
+            raise VisiontuneError(f"--jobs must be at least 1, not {args.jobs}")
         report = analyze_run(args.runs[0], out=args.out, top=args.top, metric=args.metric, reseed=args.reseed,
-                             data_dir=args.data_dir)
+                             data_dir=args.data_dir, jobs=args.jobs)
     print(f"report: {report}")
     return 0
 
@@ -253,6 +255,9 @@ def add_analyze_parser(commands) -> None:
     analyze.add_argument("--reseed", type=int, default=0, metavar="N",
                          help="retrain the top-K configurations with N further seeds and rank them by the mean")
     analyze.add_argument("--data-dir", metavar="DIR", help="data folder for --reseed (default: as the search had it)")
+    analyze.add_argument("--jobs", type=int, default=1, metavar="J",
+                         help="--reseed runs at once, each in its own process (several share a GPU; on CPUs "
+                              "each gets cores/J threads) [1]")
     analyze.set_defaults(handler=command_analyze)
 
 

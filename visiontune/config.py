@@ -27,6 +27,9 @@ REGULARIZERS = ("none", "l1", "l2")
 LOSSES = {"classification": ("ce",), "segmentation": ("ce", "dice", "ce+dice")}
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16", "auto")
+# Test-time augmentation at evaluation: the mean of the class probabilities over flipped and
+# rotated views. Segmentation only: a flipped or rotated digit can be another digit.
+TTA_MODES = {"classification": ("none",), "segmentation": ("none", "flip", "d4")}
 
 
 def _knob(default: Any, help: str, model: bool = False) -> Any:
@@ -66,6 +69,8 @@ class TrainConfig:
     shift_pixels: float = _knob(2.0, "largest random shift in pixels (augment=shift)")
     noise_std: float = _knob(0.05, "standard deviation of additive noise on [0, 1] images (augment=noise)")
     stain_jitter: float = _knob(0.1, "relative stain-intensity jitter (augment=stain)")
+    tta: str = _knob("none", "test-time augmentation when evaluating (val and test alike): none; segmentation "
+                             "also flip (4 flipped views) or d4 (all 8 flips and right-angle rotations)")
     # --- reproducibility and numerics --------------------------------------------------------
     seed: int = _knob(0, "seed of weights, batch order and augmentation")
     precision: str = _knob("auto", "fp32, bf16 (autocast), or auto: bf16 where a quick probe finds it faster "
@@ -106,6 +111,7 @@ class TrainConfig:
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("loss", self.loss, LOSSES[spec.kind], f" for {spec.kind}")
+        _choice("tta", self.tta, TTA_MODES[spec.kind], f" for {spec.kind}")
         _positive("lr", self.lr)
         _positive("batch_size", self.batch_size)
         _positive("epochs", self.epochs)

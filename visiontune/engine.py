@@ -50,6 +50,27 @@ def cpu_has_bf16_units() -> bool:
     return any(probe is not None and probe() for probe in probes)
 
 
+def tta_views(mode: str) -> list[tuple[int, bool]]:
+    """The views of test-time augmentation ``mode`` as (quarter turns, horizontal flip) pairs."""
+    if mode == "none":
+        return [(0, False)]
+    if mode == "flip":  # identity, horizontal, vertical (= half turn + horizontal), both (= half turn)
+        return [(0, False), (0, True), (2, True), (2, False)]
+    if mode == "d4":  # the eight symmetries of the square
+        return [(turns, flip) for turns in range(4) for flip in (False, True)]
+    raise VisiontuneError(f"unknown test-time augmentation {mode!r}")
+
+
+def _view(images: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+    images = images.flip(-1) if flip else images
+    return images.rot90(turns, dims=(-2, -1)) if turns else images
+
+
+def _unview(maps: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+    maps = maps.rot90(-turns, dims=(-2, -1)) if turns else maps
+    return maps.flip(-1) if flip else maps
+
+
 class TrainingDiverged(VisiontuneError):
     """The training loss became NaN or infinite."""
 
@@ -283,16 +304,35 @@ class Trainer:
         return result
 
     # --------------------------------------------------------------------------- evaluation
+    def _eval_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """fp32 logits of one evaluation batch, averaged over the configured TTA views.
+
+        With test-time augmentation the class probabilities of the views are averaged (each
+        mapped back to the image's orientation) and their logarithm is returned: softmax and
+        arg-max of it give the averaged probabilities and their winner, so loss and Dice need
+        no special case.
+        """
+        views = tta_views(self.config.tta)
+        if len(views) == 1:
+            with self._autocast():
+                return self.model(images).float()
+        probabilities = None
+        for turns, flip in views:
+            view = _view(images, turns, flip)
+            if self.channels_last:
+                view = view.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                output = _unview(self.model(view).float().softmax(dim=1), turns, flip)
+            probabilities = output if probabilities is None else probabilities + output
+        return (probabilities / len(views)).clamp_min(torch.finfo(torch.float32).tiny).log()
+
     @torch.inference_mode()
     def predict(self, split: str) -> torch.Tensor:
         """Logits of every sample of ``split`` (``train``, ``val`` or ``test``), on the CPU."""
         self.model.eval()
         data = self.splits[split]
         step = EVAL_BATCH[self.spec.kind]
-        outputs = []
-        for start in range(0, len(data), step):
-            with self._autocast():
-                outputs.append(self.model(data.images[start:start + step]).float().cpu())
+        outputs = [self._eval_logits(data.images[start:start + step]).cpu() for start in range(0, len(data), step)]
         return torch.cat(outputs)
 
     @torch.inference_mode()
@@ -306,10 +346,9 @@ class Trainer:
                        else metrics.DiceAccumulator())
         for start in range(0, len(data), step):
             images, targets = data.images[start:start + step], data.targets[start:start + step]
-            with self._autocast():
-                logits = self.model(images)
+            logits = self._eval_logits(images)
             loss_sum += self.loss_fn(logits, targets) * targets.shape[0]
-            accumulator.update(logits.float(), targets)
+            accumulator.update(logits, targets)
         result = {f"{split}/loss": float(loss_sum) / len(data)}
         result.update({f"{split}/{name}": value for name, value in accumulator.aggregate().items()})
         return result

@@ -100,7 +100,8 @@ def _figures(run: RunRecord, metric: str, top_trials, parameters: list[str], out
 
 
 def analyze_run(folder: str | Path, out: str | Path | None = None, top: int = 3, metric: str | None = None,
-                reseed: int = 0, data_dir: str | None = None, progress: Callable[[str], None] = print) -> Path:
+                reseed: int = 0, data_dir: str | None = None, jobs: int = 1,
+                progress: Callable[[str], None] = print) -> Path:
     """Write the ranked table, figures and HTML report of one search; returns the report's path."""
     run = load_run(folder)
     metric = metric or run.metric
@@ -155,7 +156,7 @@ def analyze_run(folder: str | Path, out: str | Path | None = None, top: int = 3,
     if reseed:
         from visiontune.analysis.reseed import reseed_top
 
-        robust = reseed_top(run, top_trials, reseed, data_dir=data_dir, progress=progress)
+        robust = reseed_top(run, top_trials, reseed, data_dir=data_dir, jobs=jobs, progress=progress)
         tables.write_tables(robust, out, stem="reseed")
         progress(f"robust ranking over seeds:\n{tables.to_terminal(robust, len(robust))}")
         sections.append((f"Robust ranking: the top {len(top_trials)} with {reseed} further seeds",
