@@ -4,8 +4,8 @@ Three ways of searching, each over several seeds:
 
 - grid: the report's exercise 2.2 as it was run by hand: FCN2 with flips, batch sizes 8-128
   (report table 1), then Adam learning rates 1e-2 to 1e-5 (table 2), every point trained in full;
-- random: random search over visiontune's full WARWICK space, no early stopping;
-- tpe+asha: visiontune's default, TPE proposing and ASHA stopping weak trials early.
+- random: random search over visiontune's full WARWICK space (or ``--space``), no early stopping;
+- tpe+asha: visiontune's default, TPE proposing and ASHA stopping weak trials early, same space.
 
 When the searches are done, every trial's best checkpoint by validation is evaluated on test
 (this benchmark's measurement only: a search itself looks at test once, for its top-k). A
@@ -115,7 +115,8 @@ def grid_space_file(folder: Path, seed: int) -> list[Path]:
     return files
 
 
-def run_method(method: str, seed: int, settings: dict, storage: Path, data_dir: str | None) -> list[Path]:
+def run_method(method: str, seed: int, settings: dict, storage: Path, data_dir: str | None,
+               space: str = "warwick", fixed: dict | None = None) -> list[Path]:
     """Run one method with one seed; the run folders, in the order they ran."""
     from visiontune.search import SearchOptions, run_search
 
@@ -130,7 +131,7 @@ def run_method(method: str, seed: int, settings: dict, storage: Path, data_dir: 
             folders.append(storage / name)
         return folders
     name = f"{method}-seed{seed}"
-    run_search(SearchOptions(space="warwick", searcher="random" if method == "random" else "tpe",
+    run_search(SearchOptions(space=space, fixed=dict(fixed or {}), searcher="random" if method == "random" else "tpe",
                              scheduler="none" if method == "random" else "asha", trials=settings["trials"],
                              max_epochs=settings["epochs"], name=name, **common), progress=lambda line: None)
     return [storage / name]
@@ -159,11 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="grid,random,tpe+asha", help="comma-separated subset")
     parser.add_argument("--from-run", metavar="RUN", help="only measure an existing WARWICK run folder")
     parser.add_argument("--data-dir", help="data folder (default $VISIONTUNE_DATA)")
+    parser.add_argument("--space", default="warwick",
+                        help="search space of random and tpe+asha (the grid is always the report's) [warwick]")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="fixed",
+                        help="fix a setting in every random and tpe+asha trial, e.g. tta=d4 (repeatable)")
     args = parser.parse_args(argv)
     if args.first_seed < 0:
         parser.error("--first-seed must be 0 or more")
+    from visiontune.cli import parse_set_options
     from visiontune.data import load_splits
 
+    fixed = parse_set_options(args.fixed)
     splits = load_splits("warwick", data_dir=args.data_dir, download=False)
     if args.from_run:
         run = Path(args.from_run)
@@ -186,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m.strip() for m in args.methods.split(",")]
     info = machine()
     print(f"search efficiency on {describe(info)}: first test Dice >= {THRESHOLD} on WARWICK, "
-          f"{seeds} seed(s), {settings}")
+          f"{seeds} seed(s), {settings}, space {args.space}{' with ' + str(fixed) if fixed else ''}")
     ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, logging_level=logging.ERROR,
              log_to_driver=False)
     rows = []
@@ -195,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             for method in methods:
                 for seed in range(args.first_seed, args.first_seed + seeds):
                     started = time.perf_counter()
-                    folders = run_method(method, seed, settings, Path(folder), args.data_dir)
+                    folders = run_method(method, seed, settings, Path(folder), args.data_dir, args.space, fixed)
                     measured = combine([first_reach(run, splits) for run in folders])
                     measured.update(method=method, seed=seed, wall_s=time.perf_counter() - started)
                     rows.append(measured)
@@ -213,8 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(values)
 
     suffix = f"-seeds{args.first_seed}-{args.first_seed + seeds - 1}" if args.first_seed else ""
+    if args.space != "warwick" or fixed:
+        suffix += f"-{Path(args.space).stem}" + "".join(f"-{k}-{v}" for k, v in sorted(fixed.items()))
     path = save(f"search_efficiency{'-quick' if args.quick else ''}{suffix}",
-                {"machine": info, "revision": git_revision(), "threshold": THRESHOLD, "settings": settings,
+                {"machine": info, "revision": git_revision(), "threshold": THRESHOLD,
+                 "settings": {**settings, "space": args.space, "fixed": fixed},
                  "seeds": seeds, "rows": rows})
     parts = []
     for method in methods:
