@@ -115,6 +115,9 @@ def grid_space_file(folder: Path, seed: int) -> list[Path]:
     return files
 
 
+METHODS = ("grid", "random", "tpe+asha")
+
+
 def run_method(method: str, seed: int, settings: dict, storage: Path, data_dir: str | None,
                space: str = "warwick", fixed: dict | None = None) -> list[Path]:
     """Run one method with one seed; the run folders, in the order they ran."""
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, help="seeds per method (default 3; quick 1)")
     parser.add_argument("--first-seed", type=int, default=0,
                         help="seed of each method's first run [0]: continue an earlier comparison with new seeds")
-    parser.add_argument("--methods", default="grid,random,tpe+asha", help="comma-separated subset")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     parser.add_argument("--from-run", metavar="RUN", help="only measure an existing WARWICK run folder")
     parser.add_argument("--data-dir", help="data folder (default $VISIONTUNE_DATA)")
     parser.add_argument("--space", default="warwick",
@@ -169,9 +172,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--first-seed must be 0 or more")
     from visiontune.cli import parse_set_options
     from visiontune.data import load_splits
+    from visiontune.errors import VisiontuneError
+    from visiontune.search_spaces import check_space, resolve_space
 
-    fixed = parse_set_options(args.fixed)
-    splits = load_splits("warwick", data_dir=args.data_dir, download=False)
+    try:  # bad --space, --set or data: a one-line error now, not a traceback after Ray has started
+        fixed = parse_set_options(args.fixed)
+        check_space(resolve_space("warwick", args.space), {"task": "warwick", **fixed})
+        splits = load_splits("warwick", data_dir=args.data_dir, download=False)
+    except VisiontuneError as error:
+        parser.error(str(error))
     if args.from_run:
         run = Path(args.from_run)
         measured = first_reach(run, splits)
@@ -191,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                 else {"grid_epochs": 100, "trials": 24, "epochs": 60})
     seeds = args.seeds or (1 if args.quick else 3)
     methods = [m.strip() for m in args.methods.split(",")]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     info = machine()
     print(f"search efficiency on {describe(info)}: first test Dice >= {THRESHOLD} on WARWICK, "
           f"{seeds} seed(s), {settings}, space {args.space}{' with ' + str(fixed) if fixed else ''}")

@@ -71,7 +71,7 @@ def _run_retrains(jobs_list: list[tuple[dict[str, Any], str]], split_options: di
             outcomes.append(retrain(config, splits, epochs, device))
         return outcomes
     jobs = min(jobs, len(jobs_list))
-    threads = max(1, (os.cpu_count() or 1) // jobs)  # the cores shared out, as a search does per trial
+    threads = max(1, len(os.sched_getaffinity(0)) // jobs)  # the cores shared out, as a search does per trial
     progress(f"reseeding {len(jobs_list)} runs of {epochs} epochs, {jobs} at a time ({threads} threads each)")
     # Spawned, not forked: a forked child of a process that has touched CUDA cannot use it.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -99,22 +99,22 @@ def reseed_top(run: RunRecord, ranked: list[TrialRecord], seeds: int, data_dir: 
                          download=False)
     spec = get_task(run.task)
     epochs = run.max_epochs or int(ranked[0].config.get("epochs", 10))
-    plans = []  # per trial: its configuration, and the runs it already has
+    plans = []  # per trial: its configuration, its new seeds, and the run it already has
     for trial in ranked:
-        base = {k: v for k, v in trial.config.items()}
+        base = dict(trial.config)
         base["precision"] = trial.precision() or base.get("precision", "auto")
         first_seed = int(base.get("seed", 0))
         recorded = run.test.get(trial.trial_id)
         best_value = trial.best(run.metric)[0]
         searched = ([(f"{first_seed} (search)", {"val": best_value, "test": float(recorded[spec.test_metric])})]
                     if recorded and best_value is not None else [])
-        plans.append((trial, base, [first_seed + 1 + i for i in range(seeds)], searched))
-    outcomes = _run_retrains([({**base, "seed": seed}, f"trial {trial.trial_id}: seed {seed}")
-                              for trial, base, new_seeds, _ in plans for seed in new_seeds],
-                             split_options, epochs, device, jobs, progress)
+        plans.append((trial, base, range(first_seed + 1, first_seed + 1 + seeds), searched))
+    outcomes = iter(_run_retrains([({**base, "seed": seed}, f"trial {trial.trial_id}: seed {seed}")
+                                   for trial, base, new_seeds, _ in plans for seed in new_seeds],
+                                  split_options, epochs, device, jobs, progress))
     rows = []
-    for trial, base, new_seeds, searched in plans:
-        runs_of_trial = searched + [(str(seed), outcomes.pop(0)) for seed in new_seeds]
+    for trial, _, new_seeds, searched in plans:
+        runs_of_trial = searched + [(str(seed), next(outcomes)) for seed in new_seeds]
         vals = [outcome["val"] for _, outcome in runs_of_trial]
         tests = [outcome["test"] for _, outcome in runs_of_trial]
         val_mean, val_std = _mean_std(vals)
