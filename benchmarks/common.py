@@ -52,7 +52,11 @@ def save(name: str, payload: dict[str, Any]) -> Path:
 
 def git_revision() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
+        folder = Path(__file__).resolve().parent
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=folder, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                 text=True, cwd=folder, check=True).stdout.strip()
+        return head + ("+uncommitted changes" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

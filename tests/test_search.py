@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 import faulty_trainables
+import measured_trainables
 from visiontune.cli import main
 from visiontune.search import REPORT_BEST, SearchOptions, run_search
 
@@ -114,6 +115,38 @@ def test_failing_trial_is_retried_from_checkpoint_then_recorded_failed(ray_addre
     # the broken one was tried 1 + max_failures times
     assert len([m for m in markers if m.startswith(f"{faulty_trainables.BROKEN_LR}-") and "resumed" not in m]) == 3
     assert any("failed after its retries" in line for line in lines)
+
+
+def test_new_best_hook_reports_on_every_epoch_and_a_stopper_ends_the_search_early(ray_address, tmp_path):
+    """What the search-efficiency benchmark builds on: ``on_new_best`` and ``run_search(stopper=...)``."""
+    import ray
+    from ray import tune
+
+    class StopAtEpochTwo(tune.Stopper):
+        def __init__(self):
+            self.seen_epoch_two = False
+
+        def __call__(self, trial_id, result):
+            self.seen_epoch_two = self.seen_epoch_two or result.get("epoch", 0) >= 2
+            return False
+
+        def stop_all(self):
+            return self.seen_epoch_two
+
+    ray.cloudpickle.register_pickle_by_value(measured_trainables)
+    stopper = StopAtEpochTwo()
+    options = SearchOptions(task="mnist", space="mnist-cnn", synthetic=True, trials=8, max_epochs=5, scheduler="none",
+                            storage=str(tmp_path / "runs"), name="stopped", report=False)
+    summary = run_search(options, progress=lambda line: None, trial_function=measured_trainables.monitored_trainable,
+                         stopper=stopper)
+    run = tmp_path / "runs" / "stopped"
+    rows = [json.loads(line) for result in run.glob("trial_*/result.json") for line in result.read_text().splitlines()
+            if line.strip()]
+    # the hook's value is carried on every report: the epoch of the model that is best so far
+    assert rows and all(row[measured_trainables.MONITOR] == row["best_epoch"] for row in rows)
+    # ended once a trial reached epoch 2: far fewer than 8 x 5 epochs, and no "interrupted" error
+    assert stopper.stop_all() and len(rows) < 8 * 5 and max(row["epoch"] for row in rows) < 5
+    assert summary["top"] and (run / "trials.csv").is_file()  # ranked and tested as usual
 
 
 def test_optuna_storage_holds_every_trial(ray_address, tmp_path):

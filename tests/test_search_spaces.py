@@ -130,7 +130,7 @@ def test_warm_start_points_are_checked_against_the_space():
     space = resolve_space("warwick", "warwick-unet")
     with pytest.raises(ConfigError, match="'64' not in"):
         check_point_in_space(space, {"batch_size": 64}, {"task": "warwick"})
-    with pytest.raises(ConfigError, match=r"lr=0.5 lies outside the range \[0.0003, 0.01\]"):
+    with pytest.raises(ConfigError, match=r"lr=0.5 lies outside the range \[0.0001, 0.002\]"):
         check_point_in_space(space, {"lr": 0.5}, {"task": "warwick"})
     with pytest.raises(ConfigError, match="model='fcn2' does not fit space 'warwick-unet', which gives 'unet'"):
         check_point_in_space(space, {"model": "fcn2"}, {"task": "warwick"})

@@ -370,7 +370,7 @@ def wrapped_trainable(options: SearchOptions, data, deadline: float | None, tria
 
 
 def build_tuner(options: SearchOptions, space: SearchSpace, fixed: dict, points: list[dict], trainable,
-                store: RunStore, deadline: float | None, callbacks: list):
+                store: RunStore, deadline: float | None, callbacks: list, stopper=None):
     """A new Ray Tune ``Tuner`` for the search."""
     from ray import tune
 
@@ -405,6 +405,7 @@ def build_tuner(options: SearchOptions, space: SearchSpace, fixed: dict, points:
         storage_path=store.storage_path,
         verbose=0,
         callbacks=callbacks,
+        stop=stopper,
         # Ray keeps the best checkpoint by the validation metric, and always the latest one
         # too (resume needs it): at most two per trial, whatever the length of the search.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
@@ -447,10 +448,13 @@ def print_now(line: str) -> None:
 
 
 def run_search(options: SearchOptions, resume: bool = False, progress: Callable[[str], None] = print_now,
-               trial_function: Callable | None = None, status_interval_s: float = 20.0) -> dict[str, Any]:
+               trial_function: Callable | None = None, status_interval_s: float = 20.0,
+               stopper=None) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) a search; returns its summary.
 
-    ``trial_function`` replaces the task's trainable (tests use it to inject faults).
+    ``trial_function`` replaces the task's trainable (tests use it to inject faults; the
+    search-efficiency benchmark to measure). ``stopper`` (a ``ray.tune.Stopper``) can end a new
+    search early; the benchmark ends its searches once it has what it measures.
     """
     from visiontune.data import load_splits
 
@@ -493,7 +497,7 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
             progress(f"resuming search {options.name} ({store.location})")
         else:
             store.write_text(SEARCH_FILE, json.dumps(_record(options, space, splits, store), indent=2, default=str))
-            tuner = build_tuner(options, space, fixed, points, trainable, store, deadline, [printer])
+            tuner = build_tuner(options, space, fixed, points, trainable, store, deadline, [printer], stopper)
             progress(f"search {options.name}: {total} trials of space {space.name!r} on {options.task} "
                      f"[{splits.sizes()['train']}/{splits.sizes()['val']}/{splits.sizes()['test']}], "
                      f"{options.searcher} + {options.scheduler}, up to {options.max_epochs} epochs, "
@@ -503,7 +507,8 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
             fit_started = time.perf_counter()
             result_grid = tuner.fit()
             fit_seconds = time.perf_counter() - fit_started
-        if printer.unfinished:  # Ctrl-C: Tune saved its state and returned early
+        stopped_by_request = stopper is not None and stopper.stop_all()
+        if printer.unfinished and not stopped_by_request:  # Ctrl-C: Tune saved its state and returned early
             raise SearchInterrupted(f"search interrupted with {len(printer.unfinished)} trials unfinished; "
                                     f"continue it with: visiontune search --resume --name {options.name} "
                                     f"--storage {options.storage}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from visiontune import runs
 from visiontune.config import config_from_dict
@@ -45,11 +45,17 @@ def _assigned_device_and_threads() -> tuple[str, int | None, str]:
     return device, threads, context.get_node_id()
 
 
-def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadline: float | None = None) -> None:
+def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadline: float | None = None,
+              on_new_best: Callable[[Trainer], dict[str, float]] | None = None) -> None:
     """Train ``config`` for up to ``max_epochs`` epochs, reporting to Ray Tune after each.
 
     With a ``deadline`` (a time budget, as ``time.time()``), a trial does not start after it,
     and a running trial ends cleanly at its first report after it.
+
+    ``on_new_best`` is for measurement only (benchmarks/search_efficiency.py): called with the
+    trainer whenever validation improves, its metrics describe the trial's best-so-far model and
+    go into every report until the next improvement. Searchers and schedulers read only the
+    validation metric, so nothing it returns can steer the search.
     """
     from ray import tune
 
@@ -65,6 +71,7 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
     trainer = Trainer(settings, data, device=device, threads=threads)
     metric = trainer.spec.val_metric
     best_value, best_epoch = float("-inf"), 0
+    monitored: dict[str, float] = {}
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -72,6 +79,7 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
             saved = runs.load_checkpoint(Path(folder) / STATE_FILE, trainer.device)
         trainer.load_state_dict(saved["trainer"])
         best_value, best_epoch = saved["best_value"], saved["best_epoch"]
+        monitored = saved.get("monitored", {})
 
     while trainer.epoch < max_epochs:
         started = time.perf_counter()
@@ -87,15 +95,18 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
         val_metrics = trainer.evaluate("val")
         if val_metrics[metric] > best_value:
             best_value, best_epoch = val_metrics[metric], trainer.epoch
+            if on_new_best is not None:
+                monitored = on_new_best(trainer)
         report = {
             **train_metrics, **val_metrics,
             best_name(metric): best_value, "best_epoch": best_epoch, EPOCH: trainer.epoch,
             DIVERGED: False, PARAMS: trainer.num_parameters, NODE_ID: node_id,
-            EPOCH_TIME: time.perf_counter() - started, "precision": trainer.precision,
+            EPOCH_TIME: time.perf_counter() - started, "precision": trainer.precision, **monitored,
         }
         with tempfile.TemporaryDirectory(prefix="visiontune-ckpt-") as folder:
             runs.save_checkpoint(Path(folder) / STATE_FILE, {
                 "trainer": trainer.state_dict(), "best_value": best_value, "best_epoch": best_epoch,
+                "monitored": monitored,
             })
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
         if deadline is not None and time.time() >= deadline:
