@@ -8,7 +8,7 @@ of several epochs is quoted. visiontune runs as a search trial would: precision 
 only where a probe shows it pays), and also forced fp32 to separate the loop from the numerics.
 
     python benchmarks/loop_throughput.py --quick          # a few minutes on 2 CPU cores
-    python benchmarks/loop_throughput.py --device cuda    # on a GPU (adds bf16)
+    python benchmarks/loop_throughput.py --device cuda    # on a GPU (adds bf16 and CUDA graphs)
 """
 
 from __future__ import annotations
@@ -73,6 +73,13 @@ class TextbookLoop:
         return time.perf_counter() - start
 
 
+# The engine's variants timed on each device: precision, and on CUDA also CUDA graphs.
+ENGINES = {"cpu": ["fp32", "auto"], "cuda": ["fp32", "bf16", "fp32+graphs", "bf16+graphs"]}
+ENGINE_SETTINGS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}, "auto": {"precision": "auto"},
+                   "fp32+graphs": {"precision": "fp32", "cuda_graphs": True},
+                   "bf16+graphs": {"precision": "bf16", "cuda_graphs": True}}
+
+
 def engine_epoch_seconds(trainer: Trainer) -> float:
     _sync(trainer.device)
     start = time.perf_counter()
@@ -90,8 +97,8 @@ def measure_case(name: str, splits, device: torch.device, repeats: int) -> dict:
     settings = CASES[name]
     images = len(splits.train.images)
     textbook = TextbookLoop(TrainConfig(**settings, precision="fp32"), splits, device)
-    precisions = ["fp32", "auto"] if device.type == "cpu" else ["fp32", "bf16"]
-    trainers = {p: Trainer(TrainConfig(**settings, epochs=10 ** 6, precision=p), splits, device=device)
+    precisions = ENGINES[device.type]
+    trainers = {p: Trainer(TrainConfig(**settings, epochs=10 ** 6, **ENGINE_SETTINGS[p]), splits, device=device)
                 for p in precisions}
     runners = {"textbook": textbook.epoch_seconds}
     runners.update({p: (lambda t=trainer: engine_epoch_seconds(t)) for p, trainer in trainers.items()})
@@ -139,17 +146,21 @@ def main(argv: list[str] | None = None) -> int:
         row = measure_case(name, splits, device, repeats)
         rows.append(row)
         engines = "  ".join(f"engine {p} {row[f'engine_{p}_images_per_s']:8.0f}/s ({row[f'engine_{p}_speedup']:.2f}x)"
-                            for p in (("fp32", "auto") if device.type == "cpu" else ("fp32", "bf16")))
+                            for p in ENGINES[device.type])
         chose = f" [auto chose {row['auto_chose']}]" if "auto_chose" in row else ""
         print(f"  {name:8s} {row['model']:5s} batch {row['batch_size']:3d}: textbook "
               f"{row['textbook_images_per_s']:8.0f}/s  {engines}{chose}")
-    best = "auto" if device.type == "cpu" else "bf16"
     target = 1.3 if device.type == "cpu" else 5.0
     path = save(f"loop_throughput-{device.type}-{torch.get_num_threads()}threads{'-quick' if args.quick else ''}",
                 {"machine": info, "revision": git_revision(), "device": device.type, "repeats": repeats,
                  "threads": torch.get_num_threads(), "rows": rows})
-    ratios = ", ".join(f"{row['task']} {row[f'engine_{best}_speedup']:.2f}x" for row in rows)
-    met = all(row[f"engine_{best}_speedup"] >= target for row in rows)
+    # The figure quoted: on a CPU what a trial runs (auto); on CUDA the fastest variant, named.
+    def best(row: dict) -> str:
+        return "auto" if device.type == "cpu" else max(ENGINES["cuda"], key=lambda p: row[f"engine_{p}_speedup"])
+
+    ratios = ", ".join(f"{row['task']} {row[f'engine_{best(row)}_speedup']:.2f}x"
+                       + (f" ({best(row)})" if device.type == "cuda" else "") for row in rows)
+    met = all(row[f"engine_{best(row)}_speedup"] >= target for row in rows)
     print(f"SUMMARY loop throughput ({device.type}): visiontune vs DataLoader loop {ratios} "
           f"(median of {repeats} epochs; target {target}x: {'met' if met else 'NOT met'}) -> {path}")
     return 0

@@ -75,6 +75,8 @@ class TrainConfig:
     seed: int = _knob(0, "seed of weights, batch order and augmentation")
     precision: str = _knob("auto", "fp32, bf16 (autocast), or auto: bf16 where a quick probe finds it faster "
                                    "(CUDA GPUs, CPUs with bf16 units)")
+    cuda_graphs: bool = _knob(False, "on CUDA, capture the training step as a CUDA graph and replay it for each "
+                                     "full batch (small models are launch-bound); no effect on a CPU")
 
     def model_name(self) -> str:
         """The model family, the task's default when unset."""

@@ -32,6 +32,7 @@ from visiontune import metrics
 from visiontune.config import TrainConfig
 from visiontune.data.augment import Augmenter, parse_augment
 from visiontune.data.splits import DataSplits, ImageSet
+from visiontune.graphs import WARMUP_STEPS, GraphedStep, on_side_stream
 from visiontune.errors import VisiontuneError
 from visiontune.models import build_model, count_parameters
 from visiontune.tasks import TaskSpec, get_task
@@ -105,13 +106,18 @@ def make_loss(kind: str, name: str) -> Callable[[torch.Tensor, torch.Tensor], to
     raise VisiontuneError(f"loss {name!r} does not apply to {kind}")
 
 
-def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
-    """SGD (lr, momentum) or Adam/AdamW (lr, betas); L2 is the optimizer's weight decay."""
+def make_optimizer(config: TrainConfig, parameters, capturable: bool = False) -> torch.optim.Optimizer:
+    """SGD (lr, momentum) or Adam/AdamW (lr, betas); L2 is the optimizer's weight decay.
+
+    ``capturable``: Adam/AdamW keep their step count on the device, so a CUDA graph can hold
+    the optimiser step (``cuda_graphs``); SGD's step needs no such flag (no host-side state).
+    """
     decay = config.reg_weight if config.regularizer == "l2" else 0.0
     if config.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=decay)
     optimizer_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-    return optimizer_class(parameters, lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=decay)
+    return optimizer_class(parameters, lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=decay,
+                           capturable=capturable)
 
 
 @dataclass
@@ -158,7 +164,14 @@ class Trainer:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.num_parameters = count_parameters(self.model)
-        self.optimizer = make_optimizer(config, self.model.parameters())
+        # CUDA graphs replay each full training step with one launch (visiontune.graphs); on a
+        # CPU the setting has no effect.
+        self.cuda_graphs = bool(config.cuda_graphs) and self.device.type == "cuda"
+        self._graph: GraphedStep | None = None
+        self._graph_lrs: list[float] = []
+        self._warmup_left = WARMUP_STEPS
+        self._graph_sums: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.optimizer = make_optimizer(config, self.model.parameters(), capturable=self.cuda_graphs)
         self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
                           if config.lr_schedule == "cosine" else None)
         self.loss_fn = make_loss(self.spec.kind, config.loss)
@@ -206,7 +219,7 @@ class Trainer:
         rng_state = torch.get_rng_state()
         cuda_rng_state = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         model = copy.deepcopy(self.model)
-        optimizer = make_optimizer(self.config, model.parameters())
+        optimizer = make_optimizer(self.config, model.parameters(), capturable=self.cuda_graphs)
         data = self.splits["train"]
         images = data.images[:self.config.batch_size]
         targets = data.targets[:self.config.batch_size]
@@ -242,10 +255,11 @@ class Trainer:
                 torch.cuda.set_rng_state(cuda_rng_state, self.device)
 
     # ----------------------------------------------------------------------------- training
-    def _autocast(self):
+    def _autocast(self, cache: bool = True):
         if not self.use_bf16:
             return nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        # A CUDA graph capture needs the cast cache off (cached casts would outlive the capture).
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=cache)
 
     def _l1_penalty(self) -> torch.Tensor:
         return torch.stack([p.abs().sum() for p in self.model.parameters()]).sum()
@@ -259,13 +273,7 @@ class Trainer:
         data = self.splits["train"]
         count, batch_size = len(data), self.config.batch_size
         order = torch.randperm(count, generator=self.generator, device=self.device)
-        # Running sums stay on the device and are read once at the end of the epoch. Integer
-        # counts and add_(alpha=) avoid a type-promoting copy per step (5% of a small CNN's step).
-        loss_sum = torch.zeros((), device=self.device)
-        integer = torch.long if self.spec.kind == "classification" else torch.float
-        hits = torch.zeros((), device=self.device, dtype=integer)  # correct samples, or Dice numerator
-        total = torch.zeros((), device=self.device)  # Dice denominator
-        l1 = self.config.regularizer == "l1"
+        sums = self._epoch_sums()
         for start in range(0, count, batch_size):
             index = order[start:start + batch_size]
             images, targets = data.images[index], data.targets[index]
@@ -275,24 +283,17 @@ class Trainer:
                 images, _ = self.augmenter(images)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
-                logits = self.model(images)
-                loss = self.loss_fn(logits, targets)
-            objective = loss + self.config.reg_weight * self._l1_penalty() if l1 else loss
-            self.optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            self.optimizer.step()
-            with torch.no_grad():
-                loss_sum.add_(loss.detach(), alpha=index.numel())
-                if self.spec.kind == "classification":
-                    hits.add_((logits.argmax(1) == targets).sum())
-                else:
-                    numerator, denominator = metrics.dice_counts(logits.argmax(1), targets)
-                    hits += numerator.sum()
-                    total += denominator.sum()
+            if self.cuda_graphs and index.numel() == batch_size:
+                self._graphed_step(images, targets, sums)
+            else:
+                # With a graph captured, its gradient tensors must stay where they are: zero
+                # them in place instead of dropping them.
+                self.optimizer.zero_grad(set_to_none=self._graph is None)
+                self._train_step(images, targets, sums)
         if self.scheduler is not None:
             self.scheduler.step()
         self.epoch += 1
+        loss_sum, hits, total = sums
         mean_loss = float(loss_sum) / count  # the one host synchronisation of the epoch
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(f"training diverged in epoch {self.epoch}: the loss is {mean_loss}")
@@ -302,6 +303,72 @@ class Trainer:
         else:
             result["train/dice_pooled"] = float(hits / total) if float(total) > 0 else 1.0
         return result
+
+    def _epoch_sums(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Zeroed running sums (loss, hits or Dice numerator, Dice denominator) on the device.
+
+        They stay on the device and are read once at the end of the epoch. Under CUDA graphs
+        they are the same tensors every epoch, since the captured step adds into them.
+        """
+        integer = torch.long if self.spec.kind == "classification" else torch.float
+        if self.cuda_graphs:
+            if self._graph_sums is None:
+                self._graph_sums = (torch.zeros((), device=self.device),
+                                    torch.zeros((), device=self.device, dtype=integer),
+                                    torch.zeros((), device=self.device))
+            for tensor in self._graph_sums:
+                tensor.zero_()
+            return self._graph_sums
+        return (torch.zeros((), device=self.device), torch.zeros((), device=self.device, dtype=integer),
+                torch.zeros((), device=self.device))
+
+    def _train_step(self, images: torch.Tensor, targets: torch.Tensor,
+                    sums: tuple[torch.Tensor, torch.Tensor, torch.Tensor], cache: bool = True) -> None:
+        """Forward, backward and optimiser step on one batch (gradients already cleared), then
+        add its loss and hits to ``sums`` without reading them on the host."""
+        loss_sum, hits, total = sums
+        with self._autocast(cache):
+            logits = self.model(images)
+            loss = self.loss_fn(logits, targets)
+        l1 = self.config.regularizer == "l1"
+        objective = loss + self.config.reg_weight * self._l1_penalty() if l1 else loss
+        objective.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            # Integer counts and add_(alpha=) avoid a type-promoting copy per step (5% of a
+            # small CNN's step).
+            loss_sum.add_(loss.detach(), alpha=images.shape[0])
+            if self.spec.kind == "classification":
+                hits.add_((logits.argmax(1) == targets).sum())
+            else:
+                numerator, denominator = metrics.dice_counts(logits.argmax(1), targets)
+                hits.add_(numerator.sum())
+                total.add_(denominator.sum())
+
+    def _graphed_step(self, images: torch.Tensor, targets: torch.Tensor,
+                      sums: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        """One full batch under ``cuda_graphs``: a few eager warm-up steps, then capture, replay.
+
+        The optimiser's learning rate is a constant inside the graph, so a schedule that changed
+        it since the capture makes this capture the step again (once an epoch at most).
+        """
+        if self._warmup_left > 0:
+            def warmup() -> None:
+                self.optimizer.zero_grad(set_to_none=True)
+                self._train_step(images, targets, sums)
+            on_side_stream(warmup)
+            self._warmup_left -= 1
+            return
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        if self._graph is None or lrs != self._graph_lrs:
+            pool = self._graph.graph.pool() if self._graph is not None else None
+            self._graph = None
+            # Gradients are unset during the capture, so the graph writes them afresh at each
+            # replay instead of adding to what the last step left.
+            self.optimizer.zero_grad(set_to_none=True)
+            self._graph = GraphedStep(lambda i, t: self._train_step(i, t, sums, cache=False), images, targets, pool)
+            self._graph_lrs = lrs
+        self._graph(images, targets)
 
     # --------------------------------------------------------------------------- evaluation
     def _eval_logits(self, images: torch.Tensor) -> torch.Tensor:
@@ -375,6 +442,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; training continues exactly where it stopped."""
+        self._graph = None  # a captured step would still point at the optimiser state replaced here
+        self._warmup_left = WARMUP_STEPS
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and "scheduler" in state:
