@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check: one prepared script that runs within 8 minutes on one H100 and prints
-#   1. loop throughput of both tasks, fp32 and bf16, against the textbook DataLoader loop;
+#   1. loop throughput of both tasks, fp32 and bf16, each with and without CUDA graphs, against
+#      the textbook DataLoader loop;
 #   2. a 16-trial MNIST search of the mnist-gpu space (up to 15 epochs a trial) packed four
 #      trials per GPU (--gpus-per-trial 0.25), with the GPU's utilisation sampled every half
 #      second while it runs;
@@ -21,7 +22,7 @@ export PYTHONUNBUFFERED=1 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || { echo "no NVIDIA GPU"; exit 1; }
 
-echo "== 1. loop throughput (cuda, fp32 and bf16)"
+echo "== 1. loop throughput (cuda: fp32, bf16, with and without CUDA graphs)"
 timeout 200 "$PY" benchmarks/loop_throughput.py --device cuda --repeats 3 | tee "$DEST/loop.txt"
 
 echo "== 2. 16-trial MNIST search, four trials per GPU"
