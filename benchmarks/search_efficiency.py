@@ -24,7 +24,7 @@ ends once it holds one (``--full-searches`` runs every search to its end instead
 final best checkpoint on test and counts up to the epoch that checkpoint came from, which is
 later than (or the same as) the moment above: an upper bound.
 
-    python benchmarks/search_efficiency.py --quick      # 1 seed, shorter trials: ~20 minutes on 2 CPUs
+    python benchmarks/search_efficiency.py --quick      # 1 seed, shorter trials: about 11 minutes on 2 CPUs
     python benchmarks/search_efficiency.py --seeds 3    # the full comparison: about 40 minutes on 2 CPUs
     python benchmarks/search_efficiency.py --from-run runs/NAME   # measure an existing search
 """
