@@ -125,11 +125,10 @@ def first_reach(run: Path, splits, threshold: float = THRESHOLD) -> dict:
 
     timeline, reached = [], []
     tested = {}
-    trials = sorted(run.glob("trial_*"))
-    if any(MONITOR in row for trial in trials for row in _epoch_rows(trial)):
-        return _first_reach_monitored(trials, threshold)
-    for trial in trials:
-        rows = _epoch_rows(trial)
+    rows_of = {trial: _epoch_rows(trial) for trial in sorted(run.glob("trial_*"))}
+    if any(MONITOR in row for rows in rows_of.values() for row in rows):
+        return _first_reach_monitored(rows_of, threshold)
+    for trial, rows in rows_of.items():
         timeline.extend(row["timestamp"] for row in rows)
         state = _best_state(trial, rows)
         if state is None or not rows:
@@ -144,10 +143,9 @@ def first_reach(run: Path, splits, threshold: float = THRESHOLD) -> dict:
     return _summarise(timeline, reached, tested, "final best checkpoint (upper bound)")
 
 
-def _first_reach_monitored(trials: list[Path], threshold: float) -> dict:
+def _first_reach_monitored(rows_of: dict[Path, list[dict]], threshold: float) -> dict:
     timeline, reached, tested = [], [], {}
-    for trial in trials:
-        rows = _epoch_rows(trial)
+    for trial, rows in rows_of.items():
         timeline.extend(row["timestamp"] for row in rows)
         scores = [row[MONITOR] for row in rows if MONITOR in row]
         if scores:

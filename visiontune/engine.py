@@ -32,8 +32,8 @@ from visiontune import metrics
 from visiontune.config import TrainConfig
 from visiontune.data.augment import Augmenter, parse_augment
 from visiontune.data.splits import DataSplits, ImageSet
-from visiontune.graphs import WARMUP_STEPS, GraphedStep, on_side_stream
 from visiontune.errors import VisiontuneError
+from visiontune.graphs import WARMUP_STEPS, GraphedStep, on_side_stream
 from visiontune.models import build_model, count_parameters
 from visiontune.tasks import TaskSpec, get_task
 
@@ -311,16 +311,15 @@ class Trainer:
         they are the same tensors every epoch, since the captured step adds into them.
         """
         integer = torch.long if self.spec.kind == "classification" else torch.float
-        if self.cuda_graphs:
-            if self._graph_sums is None:
-                self._graph_sums = (torch.zeros((), device=self.device),
-                                    torch.zeros((), device=self.device, dtype=integer),
-                                    torch.zeros((), device=self.device))
-            for tensor in self._graph_sums:
-                tensor.zero_()
-            return self._graph_sums
-        return (torch.zeros((), device=self.device), torch.zeros((), device=self.device, dtype=integer),
-                torch.zeros((), device=self.device))
+        fresh = (torch.zeros((), device=self.device), torch.zeros((), device=self.device, dtype=integer),
+                 torch.zeros((), device=self.device))
+        if not self.cuda_graphs:
+            return fresh
+        if self._graph_sums is None:
+            self._graph_sums = fresh
+        for tensor in self._graph_sums:
+            tensor.zero_()
+        return self._graph_sums
 
     def _train_step(self, images: torch.Tensor, targets: torch.Tensor,
                     sums: tuple[torch.Tensor, torch.Tensor, torch.Tensor], cache: bool = True) -> None:
