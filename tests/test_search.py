@@ -190,6 +190,17 @@ def test_time_budget_stops_new_trials_but_still_evaluates_on_test(ray_address, t
     assert json.loads((run / "test_results.json").read_text())["trials"]  # the top-k test still happened
 
 
+def test_a_trial_ended_by_the_budget_is_told_apart_from_one_asha_stopped():
+    """Ray's timestamp is whole seconds: a report 0.3 s after the deadline reads as before it."""
+    from visiontune.results import BUDGET, STOPPED, trial_status
+
+    deadline = 1000.7
+    budget_end = {"epoch": 3, "timestamp": 1000, "ended_by_budget": True}
+    asha_stop = {"epoch": 3, "timestamp": 1000, "ended_by_budget": False}
+    assert trial_status(budget_end, None, 30, deadline) == BUDGET
+    assert trial_status(asha_stop, None, 30, deadline) == STOPPED
+
+
 def test_resume_after_killing_the_driver_loses_and_repeats_nothing(ray_address, tmp_path):
     """SIGKILL a search mid-way (a subprocess on the session's Ray), resume it, and check every trial."""
     storage = tmp_path / "runs"

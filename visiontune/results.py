@@ -21,7 +21,7 @@ from visiontune.config import config_from_dict
 from visiontune.data.splits import DataSplits
 from visiontune.engine import Trainer
 from visiontune.metrics import dice_per_image, segmentation_map
-from visiontune.trainables.loop import DIVERGED, EPOCH, NODE_ID, PARAMS, STATE_FILE, best_name
+from visiontune.trainables.loop import BUDGET_END, DIVERGED, EPOCH, NODE_ID, PARAMS, STATE_FILE, best_name
 
 FINISHED, STOPPED, BUDGET, DIVERGED_STATUS, FAILED, SKIPPED = (
     "finished", "stopped", "stopped (time budget)", "diverged", "failed", "not started (time budget)")
@@ -55,7 +55,11 @@ def trial_status(result_metrics: dict, error: Any, max_epochs: int, deadline: fl
         return DIVERGED_STATUS
     if result_metrics[EPOCH] >= max_epochs:
         return FINISHED
-    if deadline is not None and result_metrics.get("timestamp", 0) >= deadline:
+    if result_metrics.get(BUDGET_END):
+        return BUDGET
+    # Runs recorded before BUDGET_END existed: Ray's timestamp, whole seconds.
+    recorded_before = BUDGET_END not in result_metrics
+    if recorded_before and deadline is not None and result_metrics.get("timestamp", 0) >= int(deadline):
         return BUDGET
     return STOPPED
 

@@ -27,6 +27,7 @@ DIVERGED = "diverged"
 PARAMS = "params"
 NODE_ID = "node_id"
 EPOCH_TIME = "epoch_time_s"
+BUDGET_END = "ended_by_budget"  # set on the report after which the trial ends for the time budget
 
 
 def best_name(metric: str) -> str:
@@ -97,8 +98,11 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
             best_value, best_epoch = val_metrics[metric], trainer.epoch
             if on_new_best is not None:
                 monitored = on_new_best(trainer)
+        # Decided before the report so that the report can say so: Ray's own "timestamp" is
+        # whole seconds, too coarse to tell afterwards whether the report came after the deadline.
+        out_of_time = deadline is not None and time.time() >= deadline
         report = {
-            **train_metrics, **val_metrics,
+            **train_metrics, **val_metrics, BUDGET_END: out_of_time,
             best_name(metric): best_value, "best_epoch": best_epoch, EPOCH: trainer.epoch,
             DIVERGED: False, PARAMS: trainer.num_parameters, NODE_ID: node_id,
             EPOCH_TIME: time.perf_counter() - started, "precision": trainer.precision, **monitored,
@@ -109,6 +113,6 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
                 "monitored": monitored,
             })
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
-        if deadline is not None and time.time() >= deadline:
+        if out_of_time:
             return
 
