@@ -22,7 +22,9 @@ ends once it holds one (``--full-searches`` runs every search to its end instead
 
 ``--from-run`` measures a finished search that ran without the monitor: it scores each trial's
 final best checkpoint on test and counts up to the epoch that checkpoint came from, which is
-later than (or the same as) the moment above: an upper bound.
+later than (or the same as) the moment above: an upper bound. It needs every trial's
+checkpoints, which a search deletes once a trial can no longer be in its top-k: run such a
+search with ``--top-k`` equal to its number of trials.
 
     python benchmarks/search_efficiency.py --quick      # 1 seed, shorter trials: about 11 minutes on 2 CPUs
     python benchmarks/search_efficiency.py --seeds 3    # the full comparison: about 40 minutes on 2 CPUs
@@ -45,6 +47,8 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import describe, git_revision, machine, save  # noqa: E402
+
+from visiontune import record  # noqa: E402
 
 THRESHOLD = 0.83  # the report's best FCN2 (chosen on test there)
 TEST_METRIC = "test/dice"
@@ -85,7 +89,7 @@ def reach_stopper(threshold: float = THRESHOLD):
 
 def _epoch_rows(trial: Path) -> list[dict]:
     rows = {}
-    result = trial / "result.json"
+    result = trial / record.RESULT_FILE
     if result.exists():
         for line in result.read_text().splitlines():
             if line.strip():
@@ -103,7 +107,7 @@ def _best_state(trial: Path, rows: list[dict]) -> dict | None:
     """
     from visiontune import runs
 
-    states = [runs.load_checkpoint(path) for path in sorted(trial.glob("checkpoint_*/state.pt"))]
+    states = [runs.load_checkpoint(path) for path in sorted(trial.glob(f"{record.CHECKPOINT_PREFIX}*/{record.STATE_FILE}"))]
     if not states:
         return None
     latest = max(states, key=lambda s: s["trainer"]["epoch"])
@@ -121,11 +125,11 @@ def first_reach(run: Path, splits, threshold: float = THRESHOLD) -> dict:
     From the monitor in the trials' reports where the search ran with it, else (``--from-run``)
     from each trial's final best checkpoint, scored on test now: an upper bound.
     """
-    from visiontune.results import evaluate_on_test
+    from visiontune.search.finish import evaluate_on_test
 
     timeline, reached = [], []
     tested = {}
-    rows_of = {trial: _epoch_rows(trial) for trial in sorted(run.glob("trial_*"))}
+    rows_of = {trial: _epoch_rows(trial) for trial in sorted(run.glob(f"{record.TRIAL_PREFIX}*"))}
     if any(MONITOR in row for rows in rows_of.values() for row in rows):
         return _first_reach_monitored(rows_of, threshold)
     for trial, rows in rows_of.items():
@@ -133,7 +137,7 @@ def first_reach(run: Path, splits, threshold: float = THRESHOLD) -> dict:
         state = _best_state(trial, rows)
         if state is None or not rows:
             continue
-        config = json.loads((trial / "params.json").read_text())
+        config = json.loads((trial / record.PARAMS_FILE).read_text())
         test_metrics, _ = evaluate_on_test(config, state, splits)
         score = test_metrics[TEST_METRIC]
         tested[trial.name] = score
@@ -249,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.first_seed < 0:
         parser.error("--first-seed must be 0 or more")
-    from visiontune.cli import parse_set_options
+    from visiontune.options import parse_set_options
     from visiontune.data import load_splits
     from visiontune.errors import VisiontuneError
     from visiontune.search_spaces import check_space, resolve_space
@@ -263,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_run:
         run = Path(args.from_run)
         measured = first_reach(run, splits)
-        search = json.loads((run / "search.json").read_text())
+        search = json.loads((run / record.SEARCH_FILE).read_text())
         path = save(f"search_efficiency-run-{run.name}",
                     {"machine": machine(), "revision": git_revision(), "threshold": THRESHOLD, "run": str(run),
                      "options": search.get("options"), "command": search.get("command"), **measured})

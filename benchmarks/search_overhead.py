@@ -1,13 +1,17 @@
 """Search overhead: the fraction of worker time a search spends inside training and evaluation.
 
 A fixed 16-trial MNIST grid (CNN blocks x width x Adam lr x batch size, no early stopping) runs
-on a local Ray with 2 CPUs, one CPU per trial, three ways:
+with 2 workers of one CPU each, four ways:
 
 - visiontune (`visiontune search --searcher grid`): data in the object store once, trials reuse
   their worker processes;
 - visiontune with a fresh worker process per trial (`--fresh-worker-per-trial`);
 - a plain Ray Tune script, the usual way: each trial loads MNIST from its files itself, trains
-  with a DataLoader, checkpoints every epoch, and gets a new worker process.
+  with a DataLoader, checkpoints every epoch, and gets a new worker process;
+- plain Optuna, the single-machine tool a user would otherwise pick: one process,
+  `study.optimize(n_jobs=2)` (two threads), TPE with the grid's points enqueued so the same
+  trials run, Optuna's own pruner (successive halving, asked after every epoch), the data
+  loaded once and kept in memory, the same DataLoader loop as the plain Ray Tune script.
 
 Useful time is the time each trial spends in its training and validation passes (what the
 trial would cost with zero overhead); the fraction is useful time / (wall time of the trials'
@@ -41,13 +45,15 @@ QUICK_GRID = {"blocks": [2, 3], "width": [8, 16], "lr": [1e-3, 3e-3], "batch_siz
 
 def useful_seconds(run: Path) -> tuple[float, int]:
     """Sum of every trial's epoch_time_s (training + validation) and the number of epochs."""
+    from visiontune.record import EPOCH, EPOCH_TIME, RESULT_FILE, TRIAL_PREFIX
+
     total, epochs = 0.0, 0
-    for result in run.glob("trial_*/result.json"):
+    for result in run.glob(f"{TRIAL_PREFIX}*/{RESULT_FILE}"):
         seen = {}
         for line in result.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
-                seen[row["epoch"]] = row.get("epoch_time_s", 0.0)  # an epoch repeated after a retry counts once
+                seen[row[EPOCH]] = row.get(EPOCH_TIME, 0.0)  # an epoch repeated after a retry counts once
         total += sum(seen.values())
         epochs += len(seen)
     return total, epochs
@@ -63,7 +69,7 @@ def run_visiontune(grid: dict, epochs: int, train_limit: int | None, data_dir: s
     name = "visiontune" if reuse else "visiontune-fresh-workers"
     options = SearchOptions(task="mnist", space=str(space), searcher="grid", scheduler="none", max_epochs=epochs,
                             cpus_per_trial=1, storage=str(storage), name=name, report=False, top_k=1,
-                            data_dir=data_dir, train_limit=train_limit, reuse_actors=reuse,
+                            data_dir=data_dir, train_limit=train_limit, fresh_worker_per_trial=not reuse,
                             fixed={"precision": "fp32"})
     started = time.perf_counter()
     summary = run_search(options, progress=lambda line: None)
@@ -73,18 +79,18 @@ def run_visiontune(grid: dict, epochs: int, train_limit: int | None, data_dir: s
             "fraction": useful / (summary["fit_s"] * WORKERS)}
 
 
-def plain_trainable(config: dict) -> None:
-    """A plain Ray Tune trial: load the data, DataLoader loop, checkpoint every epoch."""
+def plain_training(config: dict, splits, report) -> None:
+    """The loop a user writes by hand: DataLoader batches, Adam, one validation pass per epoch.
+
+    ``report(epoch, val_acc, useful_seconds, model, optimizer)`` is called after every epoch and
+    may return True to stop (a pruner).
+    """
     import torch
-    from ray import tune
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
 
-    from visiontune.data import load_splits
     from visiontune.models import build_model
 
-    torch.set_num_threads(1)
-    splits = load_splits("mnist", data_dir=config["data_dir"], train_limit=config["train_limit"], download=False)
     train = TensorDataset(splits.train.images.float().div(255.0), splits.train.targets.long())
     val = TensorDataset(splits.val.images.float().div(255.0), splits.val.targets.long())
     train_loader = DataLoader(train, batch_size=config["batch_size"], shuffle=True)
@@ -106,12 +112,72 @@ def plain_trainable(config: dict) -> None:
         with torch.no_grad():
             for images, labels in val_loader:
                 correct += (model(images).argmax(1) == labels).sum().item()
-        useful = time.perf_counter() - started
+        if report(epoch, correct / len(val), time.perf_counter() - started, model, optimizer):
+            return
+
+
+def plain_trainable(config: dict) -> None:
+    """A plain Ray Tune trial: load the data, DataLoader loop, checkpoint every epoch."""
+    import torch
+    from ray import tune
+
+    from visiontune.data import load_splits
+    from visiontune.record import EPOCH, EPOCH_TIME
+
+    torch.set_num_threads(1)
+    splits = load_splits("mnist", data_dir=config["data_dir"], train_limit=config["train_limit"], download=False)
+
+    def report(epoch, accuracy, useful, model, optimizer):
         with tempfile.TemporaryDirectory() as folder:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
                        os.path.join(folder, "state.pt"))
-            tune.report({"val/acc": correct / len(val), "epoch": epoch, "epoch_time_s": useful},
+            tune.report({"val/acc": accuracy, EPOCH: epoch, EPOCH_TIME: useful},
                         checkpoint=tune.Checkpoint.from_directory(folder))
+
+    plain_training(config, splits, report)
+
+
+def run_optuna(grid: dict, epochs: int, train_limit: int | None, data_dir: str | None) -> dict:
+    """Plain Optuna: study.optimize(n_jobs=2) in this process, TPE, successive-halving pruning."""
+    import itertools
+
+    import optuna
+    import torch
+
+    from visiontune.data import load_splits
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(1)  # two trials at once, one core each, as the other three runs
+    splits = load_splits("mnist", data_dir=data_dir, train_limit=train_limit, download=False)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0),
+                                pruner=optuna.pruners.SuccessiveHalvingPruner())
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    for point in points:
+        study.enqueue_trial(point)  # the same trials as the grid runs
+    useful: list[float] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        config = {"blocks": trial.suggest_categorical("blocks", grid["blocks"]),
+                  "width": trial.suggest_categorical("width", grid["width"]),
+                  "lr": trial.suggest_categorical("lr", grid["lr"]),
+                  "batch_size": trial.suggest_categorical("batch_size", grid["batch_size"]), "epochs": epochs}
+        best = [0.0]
+
+        def report(epoch, accuracy, seconds, model, optimizer):
+            useful.append(seconds)
+            best[0] = max(best[0], accuracy)
+            trial.report(accuracy, epoch)
+            return trial.should_prune()
+
+        plain_training(config, splits, report)
+        return best[0]
+
+    started = time.perf_counter()
+    study.optimize(objective, n_trials=len(points), n_jobs=WORKERS)
+    fit_s = time.perf_counter() - started
+    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+    return {"fit_s": fit_s, "command_s": fit_s, "useful_s": sum(useful), "epochs": len(useful),
+            "fraction": sum(useful) / (fit_s * WORKERS), "pruned": pruned}
 
 
 def run_plain(grid: dict, epochs: int, train_limit: int | None, data_dir: str | None, storage: Path) -> dict:
@@ -159,19 +225,25 @@ def main(argv: list[str] | None = None) -> int:
                                lambda: run_visiontune(grid, args.epochs, train_limit, args.data_dir, storage,
                                                       reuse=False)),
                               ("plain Ray Tune script", lambda: run_plain(grid, args.epochs, train_limit,
-                                                                          args.data_dir, storage))):
+                                                                          args.data_dir, storage)),
+                              ("plain Optuna, n_jobs=2", lambda: run_optuna(grid, args.epochs, train_limit,
+                                                                            args.data_dir))):
                 rows[name] = run()
                 row = rows[name]
                 print(f"  {name:36s} trials phase {row['fit_s']:6.1f} s, useful {row['useful_s']:6.1f} s over "
-                      f"{row['epochs']} epochs -> fraction {row['fraction']:.2f}")
+                      f"{row['epochs']} epochs -> fraction {row['fraction']:.2f}"
+                      + (f" ({row['pruned']} trials pruned)" if "pruned" in row else ""), flush=True)
     finally:
         ray.shutdown()
     path = save(f"search_overhead{'-quick' if args.quick else ''}",
                 {"machine": info, "revision": git_revision(), "trials": trials, "epochs": args.epochs,
                  "train_limit": train_limit, "grid": grid, "rows": rows})
-    ours, plain = rows["visiontune"]["fraction"], rows["plain Ray Tune script"]["fraction"]
-    print(f"SUMMARY search overhead: useful fraction visiontune {ours:.2f} vs plain Ray Tune {plain:.2f} "
-          f"({ours / plain:.2f}x; target 0.9: {'met' if ours >= 0.9 else 'NOT met'}) -> {path}")
+    ours, plain = rows["visiontune"], rows["plain Ray Tune script"]
+    optuna_row = rows["plain Optuna, n_jobs=2"]
+    print(f"SUMMARY search overhead: useful fraction visiontune {ours['fraction']:.2f}, plain Ray Tune "
+          f"{plain['fraction']:.2f}, plain Optuna {optuna_row['fraction']:.2f}; trials phase {ours['fit_s']:.0f} s, "
+          f"{plain['fit_s']:.0f} s, {optuna_row['fit_s']:.0f} s ({optuna_row['epochs']} of {ours['epochs']} epochs run "
+          f"by Optuna, {optuna_row['pruned']} trials pruned) -> {path}")
     return 0
 
 

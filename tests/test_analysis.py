@@ -73,13 +73,13 @@ def test_ranked_table_orders_trials_by_their_best_validation_metric(mnist_run, t
     table = pd.read_csv(out / "trials.csv")
     assert list(table["rank"]) == list(range(1, len(table) + 1)) and len(table) == 6
     best = per_trial_best(mnist_run, "val/acc")
-    assert list(table["best val/acc"]) == sorted(table["best val/acc"], reverse=True)
-    assert set(table["trial"]) == set(best)
-    assert dict(zip(table["trial"], table["best val/acc"])) == pytest.approx(best)
+    assert list(table["best_val/acc"]) == sorted(table["best_val/acc"], reverse=True)
+    assert set(table["trial_id"]) == set(best)
+    assert dict(zip(table["trial_id"], table["best_val/acc"])) == pytest.approx(best)
     # the top-k rows carry their test metrics, the others none
     evaluated = json.loads((mnist_run / "test_results.json").read_text())["trials"]
-    assert set(table.loc[table["test/acc"].notna(), "trial"]) == set(evaluated)
-    assert (out / "trials.md").read_text().startswith("| rank | trial | status |")
+    assert set(table.loc[table["test/acc"].notna(), "trial_id"]) == set(evaluated)
+    assert (out / "trials.md").read_text().startswith("| rank | trial_id | status |")
     assert "<table" in (out / "trials.html").read_text()
 
 
@@ -90,8 +90,8 @@ def test_columns_are_exactly_the_varying_parameters(mnist_run, tmp_path):
     configs = [json.loads((folder / "params.json").read_text()) for folder in mnist_run.glob("trial_*")]
     keys = {k for c in configs for k in c}
     varying = {k for k in keys if len({repr(c.get(k)) for c in configs}) > 1}
-    first = table.columns.get_loc("time (s)") + 1
-    parameter_columns = [c for c in table.columns[first:] if not c.startswith("test/")]
+    first, last = table.columns.get_loc("params") + 1, table.columns.get_loc("nodes")
+    parameter_columns = list(table.columns[first:last])
     assert set(parameter_columns) == varying
     assert {"model", "optimizer", "task", "epochs"}.isdisjoint(parameter_columns)  # fixed in mnist-cnn
 
@@ -152,7 +152,7 @@ def test_compare_runs_puts_anytime_curves_and_best_rows_together(mnist_run, tmp_
     table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
     assert list(table["run"]) == ["digits", "digits"] and len(table) == 2
     best = max(per_trial_best(mnist_run, "val/acc").values())
-    assert table["best val/acc"].tolist() == pytest.approx([best, best])
+    assert table["best_val/acc"].tolist() == pytest.approx([best, best])
     assert_real_picture(tmp_path / "cmp" / "anytime.png", FIGURE_SIZES["anytime.png"])
     assert report.is_file()
 
@@ -183,17 +183,41 @@ def test_unknown_metric_lists_the_available_ones(mnist_run, capsys):
     assert "--metric 'val/f1' is not in" in capsys.readouterr().err
 
 
-def test_parallel_reseed_gives_the_same_figures_as_sequential(mnist_run, tmp_path):
-    """Retrains in two spawned processes are seeded like the in-process ones: same table."""
-    analyze_run(mnist_run, out=tmp_path / "one", top=2, reseed=1, progress=lambda line: None)
-    lines: list[str] = []
-    analyze_run(mnist_run, out=tmp_path / "two", top=2, reseed=1, jobs=2, progress=lines.append)
-    sequential = pd.read_csv(tmp_path / "one" / "reseed.csv")
-    parallel = pd.read_csv(tmp_path / "two" / "reseed.csv")
-    pd.testing.assert_frame_equal(sequential, parallel)
-    assert any("2 at a time" in line for line in lines)
+def test_reseed_runs_its_retrains_as_trials_of_the_search_service(mnist_run, digits_splits, tmp_path):
+    """The retrains are a grid search of their own in RUN/reseed/, and each figure of reseed.csv is
+    what an in-process retrain through the one epoch loop gives for the same seed (as before)."""
+    from visiontune import record
+    from visiontune.config import config_from_dict
+    from visiontune.engine import Trainer
+    from visiontune.fit import BestSoFar, fit_epochs
+
+    run = copy_run(mnist_run, tmp_path)
+    analyze_run(run, out=tmp_path / "first", top=1, reseed=1, progress=lambda line: None)
+    robust = pd.read_csv(tmp_path / "first" / "reseed.csv")
+    retrains = run / "reseed" / "top1-seeds1"
+    recorded = json.loads((retrains / "search.json").read_text())["options"]
+    assert (recorded["searcher"], recorded["scheduler"], recorded["cpus_per_trial"]) == ("grid", "none", 1.0)
+    assert len(json.loads((retrains / "trials.json").read_text())) == 1
+
+    best = record.rank(load_run(run).trials, "val/acc")[0][0]
+    config = {**best.config, "seed": best.config.get("seed", 0) + 1, "precision": best.precision()}
+    trainer = Trainer(config_from_dict(config), digits_splits, threads=1)
+    best_so_far, weights = BestSoFar(), {}
+    fit_epochs(trainer, load_run(run).max_epochs, best_so_far,
+               lambda end: weights.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
+               if end.improved else None)
+    trainer.model.load_state_dict(weights)
+    test = trainer.evaluate("test")["test/acc"]
+    searched_val, searched_test = best.best("val/acc")[0], load_run(run).test[best.trial_id]["test/acc"]
+    assert robust.loc[0, "test/acc values"] == f"{searched_test:.4f}, {test:.4f}"
+    assert robust.loc[0, "val/acc mean"] == pytest.approx((searched_val + best_so_far.value) / 2)
+
+    lines: list[str] = []  # asked again: the finished retrains are read, not run again
+    analyze_run(run, out=tmp_path / "again", top=1, reseed=1, progress=lines.append)
+    pd.testing.assert_frame_equal(robust, pd.read_csv(tmp_path / "again" / "reseed.csv"))
+    assert any("already done" in line for line in lines)
 
 
-def test_jobs_below_one_is_a_one_line_error(mnist_run, capsys):
-    assert main(["analyze", str(mnist_run), "--reseed", "1", "--jobs", "0", "--out", str(mnist_run.parent / "j")]) == 1
-    assert "--jobs must be at least 1, not 0" in capsys.readouterr().err
+def test_trial_options_without_reseed_are_a_one_line_error(mnist_run, capsys):
+    assert main(["analyze", str(mnist_run), "--gpus-per-trial", "0.5", "--out", str(mnist_run.parent / "j")]) == 1
+    assert "apply to --reseed" in capsys.readouterr().err

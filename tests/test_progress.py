@@ -1,7 +1,7 @@
 """The progress callback's account of which trials a run left unfinished (what decides exit 130)."""
 from types import SimpleNamespace
 
-from visiontune.progress import ProgressPrinter
+from visiontune.search.progress import ProgressPrinter
 
 
 def _trial(trial_id: str, status: str, epoch: int = 1):

@@ -53,7 +53,10 @@ def test_four_trial_search_writes_a_complete_ranked_run_folder(ray_address, tmp_
         assert row.epochs == len(progress) == progress["epoch"].max()
         assert abs(progress["val/acc"].max() - values[row.rank - 1]) < 1e-9
         checkpoints = [p for p in (run / row.path).iterdir() if p.name.startswith("checkpoint_")]
-        assert 1 <= len(checkpoints) <= 2  # the best and the latest, never more
+        if row.rank <= 3:
+            assert 1 <= len(checkpoints) <= 2  # the best and the latest, never more
+        else:
+            assert checkpoints == []  # ended, and three ended trials rank before it: deleted
     test = json.loads((run / "test_results.json").read_text())
     assert test["metric"] == "val/acc" and test["split"]["sizes"] == {"train": 500, "val": 100, "test": 200}
     assert [t["rank"] for t in test["trials"].values()] == [1, 2, 3]
@@ -63,7 +66,19 @@ def test_four_trial_search_writes_a_complete_ranked_run_folder(ray_address, tmp_
     record = json.loads((run / "search.json").read_text())
     assert record["options"]["trials"] == 4 and record["options"]["seed"] == 0
     assert record["command"] and record["versions"]["ray"] and record["data"]["split_seed"] == 0
+    assert sorted(record["disk"]["trials_with_checkpoints"]) == sorted(table["trial_id"][:3])
     assert any(line.startswith("run folder:") for line in lines)
+
+
+def test_the_ranked_table_has_one_schema_live_and_from_disk(ray_address, tmp_path):
+    """RUN/trials.csv (written from Ray's ResultGrid) and RUN/analysis/trials.csv (from the folder)."""
+    from visiontune.analysis import analyze_run
+
+    _, run, _ = search(tmp_path, trials=3, max_epochs=2, name="schema")
+    analyze_run(run, progress=lambda line: None)
+    live, disk = pd.read_csv(run / "trials.csv"), pd.read_csv(run / "analysis" / "trials.csv")
+    pd.testing.assert_frame_equal(live, disk)
+    assert list(live.columns[:7]) == ["rank", "trial_id", "status", "best_val/acc", "best_epoch", "epochs", "time_s"]
 
 
 def test_moved_run_folder_still_reads(ray_address, tmp_path):
@@ -103,7 +118,8 @@ def test_failing_trial_is_retried_from_checkpoint_then_recorded_failed(ray_addre
     space = tmp_path / "space.yaml"
     space.write_text(f"params:\n  model: cnn\n  lr: [{faulty_trainables.FLAKY_LR}, {faulty_trainables.BROKEN_LR}, 0.005]\n")
     summary, run, lines = search(tmp_path, space=str(space), searcher="grid", trials=None, max_epochs=3,
-                                 scheduler="none", max_failures=2, trial_function=faulty_trainables.flaky_trainable)
+                                 scheduler="none", max_failures=2, top_k=1,
+                                 trial_function=faulty_trainables.flaky_trainable)
     table = pd.read_csv(run / "trials.csv").set_index("lr")
     assert table.loc[faulty_trainables.FLAKY_LR, "status"] == "finished"
     assert table.loc[faulty_trainables.BROKEN_LR, "status"] == "failed"
@@ -192,13 +208,13 @@ def test_time_budget_stops_new_trials_but_still_evaluates_on_test(ray_address, t
 
 def test_a_trial_ended_by_the_budget_is_told_apart_from_one_asha_stopped():
     """Ray's timestamp is whole seconds: a report 0.3 s after the deadline reads as before it."""
-    from visiontune.results import BUDGET, STOPPED, trial_status
+    from visiontune.record import Status, trial_status
 
     deadline = 1000.7
     budget_end = {"epoch": 3, "timestamp": 1000, "ended_by_budget": True}
     asha_stop = {"epoch": 3, "timestamp": 1000, "ended_by_budget": False}
-    assert trial_status(budget_end, None, 30, deadline) == BUDGET
-    assert trial_status(asha_stop, None, 30, deadline) == STOPPED
+    assert trial_status(budget_end, max_epochs=30, deadline=deadline) == Status.BUDGET
+    assert trial_status(asha_stop, max_epochs=30, deadline=deadline) == Status.STOPPED
 
 
 def test_resume_after_killing_the_driver_loses_and_repeats_nothing(ray_address, tmp_path):
@@ -206,7 +222,7 @@ def test_resume_after_killing_the_driver_loses_and_repeats_nothing(ray_address, 
     storage = tmp_path / "runs"
     command = [sys.executable, "-m", "visiontune", "search", "warwick", "--synthetic", "--space", "warwick-unet",
                "--trials", "6", "--max-epochs", "4", "--scheduler", "none", "--address", ray_address,
-               "--storage", str(storage), "--name", "killed"]
+               "--storage", str(storage), "--name", "killed", "--top-k", "1"]  # checkpoints deleted as trials end
     log = (tmp_path / "driver.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     run = storage / "killed"
@@ -226,8 +242,8 @@ def test_resume_after_killing_the_driver_loses_and_repeats_nothing(ray_address, 
     finished_before = {name for name, epochs in before.items() if len(epochs) == 4}
     snapshots = {name: (run / name / "result.json").read_text() for name in finished_before}
 
-    summary = run_search(SearchOptions(task="", name="killed", storage=str(storage)), resume=True,
-                         progress=lambda line: None)
+    lines: list[str] = []
+    summary = run_search(SearchOptions(name="killed", storage=str(storage)), resume=True, progress=lines.append)
 
     trials = json.loads((run / "trials.json").read_text())
     assert summary["trials"] == 6 and len(trials) == 6
@@ -241,6 +257,12 @@ def test_resume_after_killing_the_driver_loses_and_repeats_nothing(ray_address, 
     # pre-kill configurations again; all six are distinct.
     configs = {json.dumps(t["config"], sort_keys=True) for t in trials}
     assert len(configs) == 6
+    # this run's progress display, not the one pickled with the search, reported the resumed trials
+    resumed = {name.removeprefix("trial_") for name in before} - {n.removeprefix("trial_") for n in finished_before}
+    assert all(any(f"trial {trial_id} finished 4 epochs" in line for line in lines) for trial_id in resumed), lines
+    # --top-k 1: only the best trial keeps checkpoints, and it was evaluated on test from one
+    assert json.loads((run / "search.json").read_text())["disk"]["trials_with_checkpoints"] == [trials[0]["trial_id"]]
+    assert list(json.loads((run / "test_results.json").read_text())["trials"]) == [trials[0]["trial_id"]]
 
 
 def test_bad_space_file_fails_before_ray_starts(tmp_path, capsys, monkeypatch):
@@ -249,7 +271,7 @@ def test_bad_space_file_fails_before_ray_starts(tmp_path, capsys, monkeypatch):
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray must not start for a bad space")
 
-    monkeypatch.setattr(search_module, "start_or_connect_ray", no_ray)
+    monkeypatch.setattr(search_module, "ray_session", no_ray)
     space = tmp_path / "bad.yaml"
     space.write_text("params:\n  lr: {loguniform: [0, 0.01]}\n")
     storage = tmp_path / "runs"
@@ -272,7 +294,7 @@ def test_bad_space_file_fails_before_ray_starts(tmp_path, capsys, monkeypatch):
 def test_bad_search_options_are_one_line_errors(tmp_path, capsys, monkeypatch, argv, message):
     import visiontune.search as search_module
 
-    monkeypatch.setattr(search_module, "start_or_connect_ray", lambda *a, **k: pytest.fail("Ray started"))
+    monkeypatch.setattr(search_module, "ray_session", lambda *a, **k: pytest.fail("Ray started"))
     argv = [a.format(tmp=tmp_path) for a in argv]
     code = main(["search", "mnist", "--synthetic", "--storage", str(tmp_path), "--name", "x", *argv])
     stderr = capsys.readouterr().err
@@ -345,7 +367,7 @@ def test_warm_start_trials_are_not_stopped_by_asha(ray_address):
 
     from ray.tune.schedulers import TrialScheduler
 
-    from visiontune.tuning import WarmStartASHA
+    from visiontune.search.tuning import WarmStartASHA
 
     scheduler = WarmStartASHA([{"model": "fcn2", "lr": 0.001}], time_attr="epoch", metric="val/dice", mode="max",
                               max_t=9, grace_period=1, reduction_factor=2)

@@ -16,3 +16,7 @@ class DataError(VisiontuneError):
 
 class ConfigError(VisiontuneError):
     """A training configuration, option or search space is invalid."""
+
+
+class SearchInterrupted(VisiontuneError):
+    """A search stopped before its trials ended (Ctrl-C); its state is saved for --resume."""

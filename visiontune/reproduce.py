@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from visiontune import record
 from visiontune.errors import ConfigError
 from visiontune.studies import Study, get_study
 from visiontune.tasks import get_task
@@ -57,8 +58,8 @@ def study_table(study: Study, run: Path, quick: bool, device: str) -> tuple[str,
     """The Markdown table of a finished study run folder, and its rows as data."""
     spec = get_task(study.task)
     test_metric = spec.val_metric.replace("val/", "test/")
-    trials = json.loads((run / "trials.json").read_text())
-    tested = json.loads((run / "test_results.json").read_text())["trials"]
+    trials = json.loads((run / record.TRIALS_JSON).read_text())
+    tested = json.loads((run / record.TEST_FILE).read_text())["trials"]
     rows = []
     for row in study.rows:
         members = [t for t in trials if study.row_of(t["config"]) is row]
@@ -70,7 +71,7 @@ def study_table(study: Study, run: Path, quick: bool, device: str) -> tuple[str,
                      "seconds": sum(float(t.get("time_s") or 0.0) for t in members)})
     scored = [r for r in rows if r["val"] is not None]
     chosen = max(scored, key=lambda r: r["val"][0])["label"] if scored else None
-    search = json.loads((run / "search.json").read_text())
+    search = json.loads((run / record.SEARCH_FILE).read_text())
     epochs = search["options"]["max_epochs"] if "options" in search else "?"
     name = spec.val_metric.split("/")[1]
     subset = ", 5,000 training images" if QUICK_TRAIN_LIMIT[study.task] else ""
@@ -110,7 +111,7 @@ def run_study(study: Study, options: ReproduceOptions, progress: Callable[[str],
                            data_dir=options.data_dir, synthetic=options.synthetic,
                            train_limit=QUICK_TRAIN_LIMIT[study.task] if options.quick and not options.synthetic else None)
     resume = RunStore(str(storage), name).exists()
-    if resume and (storage / name / "test_results.json").exists():
+    if resume and (storage / name / record.TEST_FILE).exists():
         progress(f"{study.name}: already done in {storage / name}; tabulating it")
         return storage / name
     progress(f"{study.name}: {study.description} -- {trials} trials of {epochs} epochs{' (quick)' if options.quick else ''}")

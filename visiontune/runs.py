@@ -23,13 +23,6 @@ import torch
 
 from visiontune.errors import ConfigError
 
-CONFIG_FILE = "config.json"
-DATA_FILE = "data.json"
-METRICS_FILE = "metrics.csv"
-RESULT_FILE = "result.json"
-BEST_CHECKPOINT = "best.pt"
-
-
 def _umask_mode() -> int:
     """The mode a plainly created file gets (mkstemp would make it private, 0600)."""
     mask = os.umask(0)
@@ -51,9 +44,14 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def json_text(data: Any) -> str:
+    """``data`` as the indented JSON every run-folder file uses (non-JSON values as strings)."""
+    return json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+
+
 def write_json(path: Path, data: Any) -> None:
     """Atomically write ``data`` as indented JSON."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    atomic_write_text(path, json_text(data))
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

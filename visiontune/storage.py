@@ -9,6 +9,7 @@ filesystems (the same layer Ray uses), so a search on a cluster keeps everything
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 from visiontune import runs
@@ -81,3 +82,30 @@ class RunStore:
             return (Path(self.root) / relative).read_text()
         with self.fs.open_input_stream(f"{self.root}/{relative}") as stream:
             return io.BytesIO(stream.read()).getvalue().decode()
+
+    def list_dir(self, relative: str) -> list[str]:
+        """Names of the entries of a folder of the run folder (empty if it does not exist)."""
+        if self.fs is None:
+            folder = Path(self.root) / relative
+            return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        import pyarrow.fs
+
+        selector = pyarrow.fs.FileSelector(f"{self.root}/{relative}".rstrip("/"), allow_not_found=True)
+        return sorted(info.base_name for info in self.fs.get_file_info(selector))
+
+    def delete_dir(self, relative: str) -> None:
+        """Delete a folder of the run folder with everything in it."""
+        if self.fs is None:
+            shutil.rmtree(Path(self.root) / relative, ignore_errors=True)
+        else:
+            self.fs.delete_dir(f"{self.root}/{relative}")
+
+    def size(self, relative: str = "") -> int:
+        """Bytes of the files below a folder of the run folder (the whole run folder by default)."""
+        if self.fs is None:
+            folder = Path(self.root) / relative
+            return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+        import pyarrow.fs
+
+        selector = pyarrow.fs.FileSelector(f"{self.root}/{relative}".rstrip("/"), recursive=True, allow_not_found=True)
+        return sum(info.size or 0 for info in self.fs.get_file_info(selector) if info.type == pyarrow.fs.FileType.File)

@@ -15,59 +15,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from visiontune import runs
 from visiontune.config import TrainConfig
 from visiontune.data.splits import DataSplits
-from visiontune.engine import Trainer, TrainingDiverged
+from visiontune.engine import Trainer
 from visiontune.errors import VisiontuneError
+from visiontune.fit import BestSoFar, EpochEnd, fit_epochs
+from visiontune.record import (BEST_CHECKPOINT, BEST_EPOCH, CONFIG_FILE, DATA_FILE, EPOCH, METRICS_FILE, PARAMS,
+                               PRECISION, RESULT_FILE, best_column)
 
 
 def format_metrics(values: dict[str, float], keys: list[str]) -> str:
     """``key value`` pairs for a progress line, four decimals."""
     return "  ".join(f"{key} {values[key]:.4f}" for key in keys if key in values)
-
-
-@dataclass
-class FitOutcome:
-    """What a training run ended with: the best validation epoch, its weights, how it ended."""
-
-    best_value: float
-    best_epoch: int
-    best_state: dict[str, Any] | None  # weights of the best epoch, on the CPU
-    status: str  # "finished" or "diverged"
-
-
-def fit_keeping_best(trainer: Trainer, epochs: int,
-                     on_epoch: Callable[[int, dict, dict, float, bool], None] | None = None,
-                     on_diverged: Callable[[TrainingDiverged], None] | None = None) -> FitOutcome:
-    """Train up to ``epochs`` epochs, keeping the weights of the best validation epoch.
-
-    ``on_epoch(epoch, train_metrics, val_metrics, seconds, improved)`` is called after each
-    epoch. A diverging loss ends training early with status ``diverged``.
-    """
-    metric = trainer.spec.val_metric
-    best = FitOutcome(float("-inf"), 0, None, "finished")
-    while trainer.epoch < epochs:
-        started = time.perf_counter()
-        try:
-            train_metrics = trainer.fit_epoch()
-        except TrainingDiverged as error:
-            best.status = "diverged"
-            if on_diverged:
-                on_diverged(error)
-            break
-        val_metrics = trainer.evaluate("val")
-        improved = val_metrics[metric] > best.best_value
-        if improved:
-            best.best_value, best.best_epoch = val_metrics[metric], trainer.epoch
-            best.best_state = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model.state_dict().items()}
-        if on_epoch:
-            on_epoch(trainer.epoch, train_metrics, val_metrics, time.perf_counter() - started, improved)
-    return best
 
 
 def train_one(
@@ -85,46 +48,48 @@ def train_one(
     out_dir.mkdir(parents=True, exist_ok=True)
     info = runs.provenance(trainer.device)
     # Recorded with the precision "auto" resolved to, so that --config repeats the run exactly.
-    runs.write_json(out_dir / runs.CONFIG_FILE,
+    runs.write_json(out_dir / CONFIG_FILE,
                     dataclasses.replace(config, precision=trainer.precision).to_dict(compact=True))
-    runs.write_json(out_dir / runs.DATA_FILE, splits.describe())
-    log = runs.MetricsLog(out_dir / runs.METRICS_FILE)
+    runs.write_json(out_dir / DATA_FILE, splits.describe())
+    log = runs.MetricsLog(out_dir / METRICS_FILE)
     progress(f"training {config.model_name()} ({trainer.num_parameters:,} weights) on {splits.task} "
              f"[{splits.sizes()['train']} train / {splits.sizes()['val']} val / {splits.sizes()['test']} test] "
              f"on {info['device']} ({trainer.precision}), {config.epochs} epochs")
     started = time.perf_counter()
-    best_so_far = [float("-inf"), 0]
+    best = BestSoFar()
+    best_state: dict[str, Any] = {}  # weights of the best epoch, on the CPU
 
-    def on_epoch(epoch: int, train_metrics: dict, val_metrics: dict, seconds: float, improved: bool) -> None:
-        log.append({"epoch": epoch, **train_metrics, **val_metrics, "time_s": round(seconds, 3)})
-        if improved:
-            best_so_far[:] = [val_metrics[metric], epoch]
-            runs.save_checkpoint(out_dir / runs.BEST_CHECKPOINT, trainer.model.state_dict())
-        progress(f"epoch {epoch:>3}/{config.epochs}  {format_metrics(train_metrics, ['train/loss'])}  "
-                 f"{format_metrics(val_metrics, ['val/loss', metric])}  "
-                 f"best {best_so_far[0]:.4f} @{best_so_far[1]}  {seconds:.1f}s")
+    def on_epoch(end: EpochEnd) -> None:
+        log.append({EPOCH: end.epoch, **end.train_metrics, **end.val_metrics, "time_s": round(end.seconds, 3)})
+        if end.improved:
+            best_state.clear()
+            best_state.update({k: v.detach().to("cpu", copy=True) for k, v in trainer.model.state_dict().items()})
+            runs.save_checkpoint(out_dir / BEST_CHECKPOINT, trainer.model.state_dict())
+        progress(f"epoch {end.epoch:>3}/{config.epochs}  {format_metrics(end.train_metrics, ['train/loss'])}  "
+                 f"{format_metrics(end.val_metrics, ['val/loss', metric])}  "
+                 f"best {best.value:.4f} @{best.epoch}  {end.seconds:.1f}s")
 
-    outcome = fit_keeping_best(trainer, config.epochs, on_epoch,
-                               lambda error: progress(f"warning: {error}; keeping the best epoch so far"))
-    if outcome.best_state is None:
+    status = fit_epochs(trainer, config.epochs, best, on_epoch,
+                        lambda error: progress(f"warning: {error}; keeping the best epoch so far"))
+    if not best_state:
         raise VisiontuneError(f"training diverged in its first epoch (loss not finite); try a smaller --lr. "
                               f"Partial run folder: {out_dir}")
-    trainer.model.load_state_dict(outcome.best_state)
+    trainer.model.load_state_dict(best_state)
     test_metrics = trainer.evaluate("test")  # the one and only look at the test split
     result = {
         "task": splits.task,
-        "status": outcome.status,
+        "status": status,
         **test_metrics,
-        "best_epoch": outcome.best_epoch,
-        f"best_{metric}": outcome.best_value,
+        BEST_EPOCH: best.epoch,
+        best_column(metric): best.value,
         "epochs_trained": trainer.epoch,
-        "params": trainer.num_parameters,
-        "precision": trainer.precision,
+        PARAMS: trainer.num_parameters,
+        PRECISION: trainer.precision,
         "time_s": round(time.perf_counter() - started, 2),
         "data": splits.describe(),
         **info,
     }
-    runs.write_json(out_dir / runs.RESULT_FILE, result)
-    progress(f"best epoch {outcome.best_epoch} ({metric} {outcome.best_value:.4f}); test: "
+    runs.write_json(out_dir / RESULT_FILE, result)
+    progress(f"best epoch {best.epoch} ({metric} {best.value:.4f}); test: "
              f"{format_metrics(test_metrics, [trainer.spec.test_metric, 'test/loss'])}")
     return result

@@ -17,13 +17,12 @@ import pandas as pd
 
 from visiontune.analysis import plots, tables
 from visiontune.analysis.importance import parameter_importance
-from visiontune.analysis.load import RunRecord, load_run, metric_mode
+from visiontune.analysis.load import RunRecord, load_run
 from visiontune.analysis.report import Figure, code_block, definition_list, json_block, render
+from visiontune import record
 from visiontune.errors import VisiontuneError
+from visiontune.record import BEST_CONFIG_FILE, REPORT_FILE, metric_mode
 from visiontune.tasks import get_task
-
-REPORT_FILE = "report.html"
-BEST_CONFIG_FILE = "best_config.json"
 
 
 def _check_metric(run: RunRecord, metric: str) -> None:
@@ -90,9 +89,8 @@ def _figures(run: RunRecord, metric: str, top_trials, parameters: list[str], out
             f"the stain image, the ground-truth glands and the predicted glands, as in the report's figures.")
     if run.pareto:
         front = {p["trial_id"] for p in run.pareto}
-        points = [(t.trial_id, t.best(metric, metric_mode(metric))[0], int(t.epochs["params"].iloc[-1]))
-                  for t in run.trials if not t.epochs.empty and "params" in t.epochs
-                  and t.best(metric, metric_mode(metric))[0] is not None]
+        points = [(t.trial_id, t.best(metric)[0], t.weights()) for t in run.trials
+                  if t.weights() is not None and t.best(metric)[0] is not None]
         add("pareto.png", plots.pareto(points, front, metric),
             f"Best validation {metric} against the number of learnable weights; the line joins the trials that no "
             f"other trial beats on both counts (the Pareto front of the two-objective search).")
@@ -100,24 +98,30 @@ def _figures(run: RunRecord, metric: str, top_trials, parameters: list[str], out
 
 
 def analyze_run(folder: str | Path, out: str | Path | None = None, top: int = 3, metric: str | None = None,
-                reseed: int = 0, data_dir: str | None = None, jobs: int = 1,
+                reseed: int = 0, data_dir: str | None = None, resources: dict | None = None,
                 progress: Callable[[str], None] = print) -> Path:
-    """Write the ranked table, figures and HTML report of one search; returns the report's path."""
+    """Write the ranked table, figures and HTML report of one search; returns the report's path.
+
+    ``reseed`` retrains the top configurations with that many further seeds, as trials of the
+    search service on the search's trial resources, or on ``resources`` (``TrialResources``
+    fields, e.g. ``{"gpus_per_trial": 0.25}``).
+    """
     run = load_run(folder)
     metric = metric or run.metric
     _check_metric(run, metric)
-    out = Path(out) if out else run.folder / "analysis"
+    out = Path(out) if out else run.folder / record.ANALYSIS_DIR
     out.mkdir(parents=True, exist_ok=True)
     for warning in run.warnings:
         progress(f"warning: {warning}")
     table = tables.ranked_table(run, metric)
-    tables.write_tables(table, out, highlight_rows=len(run.test))
+    stem = Path(record.TRIALS_CSV).stem
+    tables.write_tables(table, out, stem=stem, highlight_rows=len(run.test))
     if not run.complete:
         progress(f"note: {run.folder.name} is still running or was interrupted: statuses as of now")
     progress(f"{len(run.trials)} trials, ranked by best {metric} (validation):\n{tables.to_terminal(table, top)}")
-    ranked = [trial for trial, value, _ in tables.ranked_trials(run, metric) if value is not None]
+    ranked = [trial for trial, value, _ in record.rank(run.trials, metric) if value is not None]
     top_trials = ranked[:top]
-    parameters = tables.varying_parameters(run.trials)
+    parameters = record.varying_parameters(run.trials)
     figures = _figures(run, metric, top_trials, parameters, out, progress)
 
     sections: list[tuple[str, str]] = []
@@ -148,16 +152,16 @@ def analyze_run(folder: str | Path, out: str | Path | None = None, top: int = 3,
     ])))
     sections.append((f"Ranked trials (top {min(top, len(table))} of {len(table)})",
                      tables.to_html(table.head(top), highlight_rows=len(run.test))
-                     + "<p class='muted'>All trials: trials.csv, trials.md, trials.html beside this report.</p>"))
+                     + f"<p class='muted'>All trials: {stem}.csv, {stem}.md, {stem}.html beside this report.</p>"))
     if run.test:
-        test_rows = [{"trial": trial_id, **{k: v for k, v in result.items() if k != "config"}}
+        test_rows = [{"trial_id": trial_id, **{k: v for k, v in result.items() if k != "config"}}
                      for trial_id, result in run.test.items()]
         sections.append(("Test results (evaluated once, after the search)", tables.to_html(pd.DataFrame(test_rows))))
     if reseed:
         from visiontune.analysis.reseed import reseed_top
 
-        robust = reseed_top(run, top_trials, reseed, data_dir=data_dir, jobs=jobs, progress=progress)
-        tables.write_tables(robust, out, stem="reseed")
+        robust = reseed_top(run, top_trials, reseed, data_dir=data_dir, resources=resources, progress=progress)
+        tables.write_tables(robust, out, stem=record.RESEED_TABLE)
         progress(f"robust ranking over seeds:\n{tables.to_terminal(robust, len(robust))}")
         sections.append((f"Robust ranking: the top {len(top_trials)} with {reseed} further seeds",
                          tables.to_html(robust) + "<p class='muted'>Ranked by mean best validation metric; "
@@ -184,7 +188,7 @@ def _lead(run: RunRecord, metric: str, top_trials) -> str:
     if not top_trials:
         return f"{len(run.trials)} trials on {run.task}; none has a validation result yet."
     best = top_trials[0]
-    value, epoch = best.best(metric, metric_mode(metric))
+    value, epoch = best.best(metric)
     test = run.test.get(best.trial_id, {})
     test_metric = get_task(run.task).test_metric
     tested = f" and {test_metric} {test[test_metric]:.4f} on the test split" if test_metric in test else ""
@@ -205,7 +209,7 @@ def compare_runs(folders: list[str | Path], out: str | Path | None = None, metri
     rows = []
     test_metric = get_task(runs[0].task).test_metric
     for run in runs:
-        ranked = tables.ranked_trials(run, metric)
+        ranked = record.rank(run.trials, metric)
         trial, value, epoch = ranked[0] if ranked else (None, None, 0)
         points = plots.anytime_points(run, metric)
         reached = None
@@ -216,7 +220,7 @@ def compare_runs(folders: list[str | Path], out: str | Path | None = None, metri
                      "searcher": run.options.get("searcher"), "scheduler": run.options.get("scheduler"),
                      "trials": len(run.trials), "trial-epochs": sum(t.epochs_trained() for t in run.trials),
                      "compute (min)": round(sum(t.compute_seconds() for t in run.trials) / 60, 1),
-                     "best trial": trial.trial_id if trial else None, f"best {metric}": value,
+                     "best trial": trial.trial_id if trial else None, record.best_column(metric): value,
                      "trial-epochs to best": reached,
                      test_metric: (run.test.get(trial.trial_id) or {}).get(test_metric) if trial else None})
     frame = pd.DataFrame(rows)

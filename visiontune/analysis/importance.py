@@ -10,8 +10,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from visiontune.analysis.load import RunRecord, is_missing, metric_mode
-from visiontune.results import FINISHED
+from visiontune.analysis.load import RunRecord
+from visiontune.record import is_missing, metric_mode
+from visiontune.record import Status
 
 
 def _distribution(values: list[Any]):
@@ -41,8 +42,8 @@ def parameter_importance(run: RunRecord, parameters: list[str], metric: str | No
 
     metric = metric or run.metric
     mode = metric_mode(metric)
-    scored = [(trial, trial.best(metric, mode)[0]) for trial in run.trials]
-    finished = [(t, v) for t, v in scored if v is not None and t.status == FINISHED]
+    scored = [(trial, trial.best(metric)[0]) for trial in run.trials]
+    finished = [(t, v) for t, v in scored if v is not None and t.status == Status.FINISHED]
     basis = f"{len(finished)} finished trials"
     if len(finished) < 4:
         finished = [(t, v) for t, v in scored if v is not None]

@@ -16,7 +16,8 @@ import pandas as pd
 from matplotlib import cm, colors
 from matplotlib.figure import Figure
 
-from visiontune.analysis.load import RunRecord, TrialRecord, is_missing, metric_mode
+from visiontune.analysis.load import RunRecord
+from visiontune.record import DIVERGED, EPOCH, EPOCH_TIME, ITERATION_TIME, TIMESTAMP, TrialRecord, is_missing, metric_mode
 
 DPI = 100
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -42,14 +43,14 @@ def learning_curves(trials: list[TrialRecord], metric: str, title: str) -> Figur
             continue
         label = f"#{index + 1} {trial.trial_id}"
         if "train/loss" in frame:
-            loss_axes.plot(frame["epoch"], frame["train/loss"], "--", color=color, alpha=0.7)
+            loss_axes.plot(frame[EPOCH], frame["train/loss"], "--", color=color, alpha=0.7)
         if "val/loss" in frame:
-            loss_axes.plot(frame["epoch"], frame["val/loss"], "-", color=color, label=label)
+            loss_axes.plot(frame[EPOCH], frame["val/loss"], "-", color=color, label=label)
         if metric in frame:
-            metric_axes.plot(frame["epoch"], frame[metric], "-", color=color, label=label)
+            metric_axes.plot(frame[EPOCH], frame[metric], "-", color=color, label=label)
         train_metric = _train_metric(metric)
         if train_metric and train_metric in frame:
-            metric_axes.plot(frame["epoch"], frame[train_metric], "--", color=color, alpha=0.7)
+            metric_axes.plot(frame[EPOCH], frame[train_metric], "--", color=color, alpha=0.7)
     loss_axes.set(title="loss (solid: validation, dashed: training)", xlabel="epoch", ylabel="loss")
     metric_axes.set(title=f"{metric} (dashed: training)", xlabel="epoch", ylabel=metric)
     for axes in (loss_axes, metric_axes):
@@ -69,12 +70,12 @@ def anytime_points(run: RunRecord, metric: str | None = None) -> pd.DataFrame:
         frame = trial.epochs
         if frame.empty or metric not in frame:
             continue
-        seconds = frame["epoch_time_s"] if "epoch_time_s" in frame else frame.get("time_this_iter_s")
-        stamp = frame["timestamp"] if "timestamp" in frame else pd.Series(range(len(frame)))
+        seconds = frame[EPOCH_TIME] if EPOCH_TIME in frame else frame.get(ITERATION_TIME)
+        stamp = frame[TIMESTAMP] if TIMESTAMP in frame else pd.Series(range(len(frame)))
         for position in range(len(frame)):
-            diverged = bool(frame["diverged"].iloc[position]) if "diverged" in frame else False
+            diverged = bool(frame[DIVERGED].iloc[position]) if DIVERGED in frame else False
             rows.append({"timestamp": float(stamp.iloc[position]), "trial": trial.trial_id,
-                         "epoch": int(frame["epoch"].iloc[position]),
+                         "epoch": int(frame[EPOCH].iloc[position]),
                          "value": math.nan if diverged else float(frame[metric].iloc[position]),
                          "seconds": float(seconds.iloc[position]) if seconds is not None else 0.0})
     points = pd.DataFrame(rows, columns=["timestamp", "trial", "epoch", "value", "seconds"])
@@ -136,7 +137,7 @@ def parallel_coordinates(run: RunRecord, parameters: list[str], metric: str | No
     """One line per trial across the searched parameters, coloured by its best validation metric."""
     metric = metric or run.metric
     mode = metric_mode(metric)
-    scored = [(trial, trial.best(metric, mode)[0]) for trial in run.trials]
+    scored = [(trial, trial.best(metric)[0]) for trial in run.trials]
     scored = [(t, v) for t, v in scored if v is not None]
     figure = Figure(figsize=(12, 5))
     axes = figure.subplots()

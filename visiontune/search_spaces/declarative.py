@@ -90,7 +90,7 @@ class DeclarativeSpace:
         if data.get("task") not in (None, task):
             raise ConfigError(f"{where}: is a space for task {data['task']!r}, not {task!r}")
         params = data.get("params")
-        if not isinstance(params, dict) or not params:
+        if not isinstance(params, dict) or not (params or data.get("rows")):
             raise ConfigError(f"{where}: needs a non-empty 'params' mapping of setting names to values or ranges")
         self.task = task
         self.description = str(data.get("description") or "search space from " + where)
@@ -197,6 +197,8 @@ class DeclarativeSpace:
         checked by sampling the whole space (``search_spaces.check_space``).
         """
         base = self._base_type(name)
+        if value is None and type(None) in typing.get_args(FIELD_TYPES[name]):
+            return  # unset: the default (a grid row for a model that does not take this setting)
         ok = (isinstance(value, bool) if base is bool else
               isinstance(value, int) and not isinstance(value, bool) if base is int else
               isinstance(value, (int, float)) and not isinstance(value, bool) if base is float else

@@ -1,10 +1,11 @@
-"""The trial loop that both trainables share: config -> Trainer -> one report per epoch.
+"""The trial loop that every trainable shares: config -> Trainer -> one report per epoch.
 
-Each epoch is one Tune iteration: train, evaluate on validation, save a checkpoint holding the
-full resume state (weights, optimiser, schedule, epoch, RNG, best-so-far) and report the
-metrics with it. A trial restarted by Tune (a retry after an error, or ``--resume`` after the
-driver died) restores that state and continues exactly where it stopped. A trial whose loss is
-not finite reports once more with ``diverged`` set and ends; the search goes on.
+Each epoch is one Tune iteration of the one epoch loop (``fit.fit_epochs``): train, evaluate on
+validation, save a checkpoint holding the full resume state (weights, optimiser, schedule,
+epoch, RNG, best-so-far) and report the metrics with it. A trial restarted by Tune (a retry
+after an error, or ``--resume`` after the driver died) restores that state and continues
+exactly where it stopped. A trial whose loss is not finite reports once more with ``diverged``
+set and ends; the search goes on. The report's keys are named in ``record``.
 """
 
 from __future__ import annotations
@@ -17,22 +18,11 @@ from typing import Any, Callable
 from visiontune import runs
 from visiontune.config import config_from_dict
 from visiontune.data.splits import DataSplits
-from visiontune.engine import Trainer, TrainingDiverged
+from visiontune.engine import Trainer
+from visiontune.fit import BestSoFar, EpochEnd, fit_epochs
+from visiontune.record import (BEST_EPOCH, BUDGET_END, DIVERGED, EPOCH, EPOCH_TIME, NODE_ID, PARAMS, PRECISION,
+                               STATE_FILE, Status, best_name)
 from visiontune.tasks import get_task
-
-STATE_FILE = "state.pt"
-# Keys of every report besides the metrics themselves.
-EPOCH = "epoch"
-DIVERGED = "diverged"
-PARAMS = "params"
-NODE_ID = "node_id"
-EPOCH_TIME = "epoch_time_s"
-BUDGET_END = "ended_by_budget"  # set on the report after which the trial ends for the time budget
-
-
-def best_name(metric: str) -> str:
-    """Name of the best-so-far companion of a metric: ``val/acc`` -> ``val/acc_best``."""
-    return f"{metric}_best"
 
 
 def _assigned_device_and_threads() -> tuple[str, int | None, str]:
@@ -64,14 +54,14 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
         # Proposed before the budget ran out but placed after it: end at once. The one report
         # (epoch 0, the worst metric) keeps schedulers, which expect the metric, satisfied.
         metric = get_task(config["task"]).val_metric
-        tune.report({metric: 0.0, best_name(metric): 0.0, EPOCH: 0, DIVERGED: False})
+        tune.report({metric: 0.0, best_name(metric): 0.0, EPOCH: 0, BEST_EPOCH: 0, DIVERGED: False})
         return
 
     settings = config_from_dict(dict(config), "trial config")
     device, threads, node_id = _assigned_device_and_threads()
     trainer = Trainer(settings, data, device=device, threads=threads)
     metric = trainer.spec.val_metric
-    best_value, best_epoch = float("-inf"), 0
+    best = BestSoFar()
     monitored: dict[str, float] = {}
 
     checkpoint = tune.get_checkpoint()
@@ -79,40 +69,33 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
         with checkpoint.as_directory() as folder:
             saved = runs.load_checkpoint(Path(folder) / STATE_FILE, trainer.device)
         trainer.load_state_dict(saved["trainer"])
-        best_value, best_epoch = saved["best_value"], saved["best_epoch"]
+        best = BestSoFar(saved["best_value"], saved["best_epoch"])
         monitored = saved.get("monitored", {})
 
-    while trainer.epoch < max_epochs:
-        started = time.perf_counter()
-        try:
-            train_metrics = trainer.fit_epoch()
-        except TrainingDiverged:
-            # Report once more so the trial's record shows the divergence; the metric keeps the
-            # best value seen (0 if none) so that schedulers and searchers rank it as weak.
-            fallback = best_value if best_epoch else 0.0
-            tune.report({metric: fallback, best_name(metric): fallback, EPOCH: trainer.epoch,
-                         DIVERGED: True, PARAMS: trainer.num_parameters, NODE_ID: node_id})
-            return
-        val_metrics = trainer.evaluate("val")
-        if val_metrics[metric] > best_value:
-            best_value, best_epoch = val_metrics[metric], trainer.epoch
-            if on_new_best is not None:
-                monitored = on_new_best(trainer)
+    def report_epoch(end: EpochEnd) -> bool:
+        nonlocal monitored
+        if end.improved and on_new_best is not None:
+            monitored = on_new_best(trainer)
         # Decided before the report so that the report can say so: Ray's own "timestamp" is
         # whole seconds, too coarse to tell afterwards whether the report came after the deadline.
         out_of_time = deadline is not None and time.time() >= deadline
         report = {
-            **train_metrics, **val_metrics, BUDGET_END: out_of_time,
-            best_name(metric): best_value, "best_epoch": best_epoch, EPOCH: trainer.epoch,
+            **end.train_metrics, **end.val_metrics, BUDGET_END: out_of_time,
+            best_name(metric): best.value, BEST_EPOCH: best.epoch, EPOCH: end.epoch,
             DIVERGED: False, PARAMS: trainer.num_parameters, NODE_ID: node_id,
-            EPOCH_TIME: time.perf_counter() - started, "precision": trainer.precision, **monitored,
+            EPOCH_TIME: end.seconds, PRECISION: trainer.precision, **monitored,
         }
         with tempfile.TemporaryDirectory(prefix="visiontune-ckpt-") as folder:
             runs.save_checkpoint(Path(folder) / STATE_FILE, {
-                "trainer": trainer.state_dict(), "best_value": best_value, "best_epoch": best_epoch,
+                "trainer": trainer.state_dict(), "best_value": best.value, "best_epoch": best.epoch,
                 "monitored": monitored,
             })
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
-        if out_of_time:
-            return
+        return out_of_time
 
+    if fit_epochs(trainer, max_epochs, best, report_epoch) == Status.DIVERGED:
+        # Report once more so the trial's record shows the divergence; the metric keeps the
+        # best value seen (0 if none) so that schedulers and searchers rank it as weak.
+        fallback = best.value if best.epoch else 0.0
+        tune.report({metric: fallback, best_name(metric): fallback, BEST_EPOCH: best.epoch, EPOCH: trainer.epoch,
+                     DIVERGED: True, PARAMS: trainer.num_parameters, NODE_ID: node_id})

@@ -1,6 +1,6 @@
 """visiontune's subclasses of Ray Tune's searcher and scheduler.
 
-Imported only once Ray's environment is set (``search.start_or_connect_ray``), since importing
+Imported only once Ray's environment is set (``search.session.start_or_connect_ray``), since importing
 this module imports ray. Both classes live at module level so that Ray can pickle them into
 the experiment state that ``--resume`` restores.
 """
@@ -16,7 +16,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from visiontune.trainables.loop import DIVERGED, EPOCH, PARAMS, best_name
+from visiontune.record import DIVERGED, EPOCH, PARAMS, best_name
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Callable
 
 from ray.tune import Callback
 
-from visiontune.trainables.loop import DIVERGED, EPOCH, best_name
+from visiontune.record import EPOCH, RAY_ERROR, RAY_TERMINATED, Status, best_name, trial_status
 
 
 def format_duration(seconds: float) -> str:
@@ -23,6 +23,11 @@ def format_duration(seconds: float) -> str:
     if seconds >= 60:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds}s"
+
+
+def print_now(line: str) -> None:
+    """Print and flush at once, so progress shows live when output goes to a file or a pipe."""
+    print(line, flush=True)
 
 
 class ProgressPrinter(Callback):
@@ -71,18 +76,24 @@ class ProgressPrinter(Callback):
         value = result.get(best_name(self.metric), result.get(self.metric))
         return None if value is None else float(value)
 
+    def _ending(self, trial) -> str:
+        """How a trial that is no longer running ended (record.trial_status)."""
+        return trial_status(trial.last_result, max_epochs=self.max_epochs, errored=trial.status == RAY_ERROR)
+
     def on_trial_start(self, iteration, trials, trial, **info):
         self.seen.add(trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.ended.add(trial.trial_id)
         result = trial.last_result or {}
-        how = {"skipped": "ended before its first epoch (time budget)",
-               "diverged": f"diverged in epoch {result.get(EPOCH)}",
-               "finished": f"finished {result.get(EPOCH)} epochs",
-               "stopped": f"stopped after epoch {result.get(EPOCH)}"}[self._ending(trial)]
+        epoch = result.get(EPOCH)
+        how = {Status.SKIPPED: "ended before its first epoch (time budget)",
+               Status.DIVERGED: f"diverged in epoch {epoch}",
+               Status.FINISHED: f"finished {epoch} epochs",
+               Status.STOPPED: f"stopped after epoch {epoch}",
+               Status.BUDGET: f"stopped after epoch {epoch} (time budget)"}[self._ending(trial)]
         value = self._best_of(result)
-        shown = f", best {self.metric} {value:.4f}" if value is not None and result.get(EPOCH) else ""
+        shown = f", best {self.metric} {value:.4f}" if value is not None and epoch else ""
         self._print(f"trial {trial.trial_id} {how}{shown}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -95,22 +106,11 @@ class ProgressPrinter(Callback):
 
     def on_experiment_end(self, trials, **info):
         self.unfinished = [t.trial_id for t in trials
-                           if t.status not in ("TERMINATED", "ERROR") or self._stopped_by_cleanup(t)]
+                           if t.status not in (RAY_TERMINATED, RAY_ERROR) or self._stopped_by_cleanup(t)]
 
     def _stopped_by_cleanup(self, trial) -> bool:
         """A trial this run started that Tune's end-of-run clean-up, not its own end, terminated."""
-        return trial.status == "TERMINATED" and trial.trial_id in self.seen and trial.trial_id not in self.ended
-
-    def _ending(self, trial) -> str:
-        """How a trial that is no longer running ended, from its status and last report."""
-        if trial.status == "ERROR":
-            return "failed"
-        result = trial.last_result or {}
-        if not result.get(EPOCH):
-            return "skipped"
-        if result.get(DIVERGED):
-            return "diverged"
-        return "finished" if result[EPOCH] >= self.max_epochs else "stopped"
+        return trial.status == RAY_TERMINATED and trial.trial_id in self.seen and trial.trial_id not in self.ended
 
     def on_step_end(self, iteration, trials, **info):
         now = time.time()
@@ -119,8 +119,9 @@ class ProgressPrinter(Callback):
         self.last_status = now
         # Counted from the trials themselves, so a resumed search shows its earlier trials too.
         running = sum(1 for t in trials if t.status == "RUNNING")
-        ended = [self._ending(t) for t in trials if t.status in ("TERMINATED", "ERROR")]
-        counts = {kind: ended.count(kind) for kind in ("finished", "stopped", "diverged", "failed")}
+        ended = [self._ending(t) for t in trials if t.status in (RAY_TERMINATED, RAY_ERROR)]
+        counts = {kind: ended.count(kind) for kind in
+                  (Status.FINISHED, Status.STOPPED, Status.BUDGET, Status.DIVERGED, Status.FAILED)}
         scores = [(self._best_of(t.last_result), t.trial_id) for t in trials
                   if t.last_result and t.last_result.get(EPOCH)]
         scores = [(value, trial_id) for value, trial_id in scores if value is not None]

@@ -1,0 +1,105 @@
+"""The search service (``visiontune search``): Optuna proposes, ASHA stops, Ray Tune runs.
+
+Anything that trains many configurations goes through :func:`run_search` (a search, the retrains
+of ``analyze --reseed``, the report's studies), so GPU fractions, clusters, retries, resume and
+bounded disk apply to all of them. Its modules, one concern each:
+
+- ``options``: :class:`SearchOptions` (the CLI is generated from it) and the checks that make a
+  :class:`SearchPlan` before Ray starts;
+- ``session``: a local Ray on loopback or ``--address``; resource checks;
+- ``tuner`` and ``tuning``: the Ray Tune ``Tuner`` (searcher, scheduler, trainable, storage) and
+  visiontune's searcher and scheduler subclasses;
+- ``progress``: the live display; ``retention``: deleting checkpoints no one can need;
+- ``finish``: ranking, the one look at test for the top-k, the run folder's summary files.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from visiontune import runs
+from visiontune.errors import ConfigError, SearchInterrupted
+from visiontune.record import SEARCH_FILE
+from visiontune.search.options import (REPORT_BEST, RESUME_OPTIONS, SearchOptions, SearchPlan, TrialResources,
+                                       check_options, load_recorded_options, load_warm_start, parse_duration,
+                                       search_record)
+from visiontune.search.progress import print_now
+from visiontune.search.session import check_resources, ray_session, warn_local_storage_on_cluster
+from visiontune.storage import RunStore
+
+
+def _run_folder(options: SearchOptions, resume: bool) -> tuple[SearchOptions, RunStore]:
+    """The options and run folder of a new search, or of the one to resume (options as recorded)."""
+    if resume:
+        store = RunStore(options.storage, options.name or "")
+        recorded = load_recorded_options(store)
+        recorded.address, recorded.storage = options.address, options.storage
+        recorded.time_budget = options.time_budget or None
+        return recorded, store
+    options.name = options.name or runs.default_run_name("search", options.task)
+    store = RunStore(options.storage, options.name)
+    if store.exists():
+        raise ConfigError(f"{store.location} already exists; continue it with --resume --name {options.name} "
+                          "or choose another --name")
+    return options, store
+
+
+def run_search(options: SearchOptions, resume: bool = False, progress: Callable[[str], None] = print_now,
+               trial_function: Callable | None = None, status_interval_s: float = 20.0,
+               stopper=None) -> dict[str, Any]:
+    """Run (or, with ``resume``, continue) a search; returns its summary.
+
+    ``trial_function`` replaces the task's trainable (tests use it to inject faults; the
+    search-efficiency benchmark to measure). ``stopper`` (a ``ray.tune.Stopper``) can end a new
+    search early; the benchmark ends its searches once it has what it measures.
+    """
+    options, store = _run_folder(options, resume)
+    plan = check_options(options)  # everything checked before Ray starts or a file is written
+    splits = options.load_splits(options.task)
+    with ray_session(options.address, progress):
+        from visiontune.search import finish, tuner
+        from visiontune.search.progress import ProgressPrinter
+        from visiontune.search.retention import CheckpointRetention
+
+        check_resources(options.cpus_per_trial, options.gpus_per_trial, bool(options.address), progress)
+        warn_local_storage_on_cluster(options.address, options.storage, progress)
+        plan.start_clock()
+        printer = ProgressPrinter(plan.metric, plan.total_trials, options.max_epochs, status_interval_s, progress)
+        retention = CheckpointRetention(store, plan.metric, options.top_k)
+        relay = tuner.register_callbacks(options.name, [printer, retention])
+        trainable = tuner.wrapped_trainable(options, plan, splits, trial_function)
+        if resume:
+            search = tuner.restore_tuner(store, trainable)
+            progress(f"resuming search {options.name} ({store.location})")
+        else:
+            store.write_text(SEARCH_FILE, runs.json_text(search_record(options, plan, splits, store)))
+            search = tuner.build_tuner(options, plan, trainable, store, relay, stopper)
+            progress(_start_line(options, plan, splits, store))
+        try:
+            started = time.perf_counter()
+            result_grid = tuner.fit(search)
+            fit_seconds = time.perf_counter() - started
+        finally:
+            tuner.unregister_callbacks(options.name)
+        if printer.unfinished and not (stopper is not None and stopper.stop_all()):  # Ctrl-C: state saved
+            raise SearchInterrupted(f"search interrupted with {len(printer.unfinished)} trials unfinished; "
+                                    f"continue it with: visiontune search --resume --name {options.name} "
+                                    f"--storage {options.storage}")
+        summary = finish.finish_search(result_grid, options, plan, splits, store, retention.deleted, progress)
+        summary["fit_s"] = fit_seconds  # the trials' phase alone, without data loading and the test look
+    if options.report:
+        summary["report"] = finish.write_report(store, options.top_k, progress)
+    return summary
+
+
+def _start_line(options: SearchOptions, plan: SearchPlan, splits, store: RunStore) -> str:
+    sizes = splits.sizes()
+    return (f"search {options.name}: {plan.total_trials} trials of space {plan.space.name!r} on {options.task} "
+            f"[{sizes['train']}/{sizes['val']}/{sizes['test']}], {options.searcher} + {options.scheduler}, "
+            f"up to {options.max_epochs} epochs, {options.cpus_per_trial:g} CPU / {options.gpus_per_trial:g} GPU "
+            f"per trial -> {store.location}")
+
+
+__all__ = ["REPORT_BEST", "RESUME_OPTIONS", "SearchInterrupted", "SearchOptions", "SearchPlan", "TrialResources",
+           "check_options", "load_warm_start", "parse_duration", "run_search"]

@@ -1,0 +1,160 @@
+"""The end of a search: rank on validation, evaluate the top-k once on test, write the record.
+
+The ranking uses the validation metric only (each trial's best epoch); the test split is looked
+at once, after the search, for the top-k trials, from their best checkpoints. The run folder
+then holds the ranked table, the trial summaries, the test results and predictions, and
+``search.json`` gains the bytes the search keeps on disk.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from visiontune import record, runs
+from visiontune.config import config_from_dict
+from visiontune.data.splits import DataSplits
+from visiontune.engine import Trainer
+from visiontune.metrics import dice_per_image, segmentation_map
+from visiontune.record import TrialRecord
+from visiontune.search.options import SearchOptions, SearchPlan
+from visiontune.storage import RunStore
+
+
+def best_checkpoint(result, metric: str):
+    """The checkpoint of a trial's best validation epoch (Ray keeps it beside the latest)."""
+    candidates = [(c, m) for c, m in (result.best_checkpoints or []) if m.get(metric) is not None]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda pair: pair[1][metric])[0]
+
+
+def load_trial_state(checkpoint) -> dict[str, Any]:
+    """The trial loop's saved state from a Ray checkpoint."""
+    with checkpoint.as_directory() as folder:
+        return runs.load_checkpoint(Path(folder) / record.STATE_FILE)
+
+
+def evaluate_on_test(config: dict[str, Any], state: dict[str, Any], data: DataSplits,
+                     device: str = "auto") -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Test metrics of a saved model, and the predictions analysis needs (confusion, per-image Dice)."""
+    trainer = Trainer(config_from_dict(dict(config), "trial config"), data, device=device)
+    trainer.model.load_state_dict(state["trainer"]["model"])
+    metrics = trainer.evaluate("test")
+    logits = trainer.predict("test")
+    targets = data.test.targets
+    if trainer.spec.kind == "classification":
+        predicted = logits.argmax(1)
+        wrong = (predicted != targets).nonzero().flatten()
+        arrays = {"predicted": predicted.numpy().astype(np.uint8), "target": targets.numpy().astype(np.uint8),
+                  "wrong_index": wrong.numpy(), "wrong_images": data.test.images[wrong].numpy()}
+    else:
+        masks = segmentation_map(logits)
+        arrays = {"dice": dice_per_image(masks, targets).numpy(), "predicted": masks.numpy().astype(np.uint8),
+                  "target": targets.numpy().astype(np.uint8), "images": data.test.images.numpy()}
+    return metrics, arrays
+
+
+def evaluate_top_k(result_grid, ranked: list[tuple[TrialRecord, float | None, int]], metric: str, data: DataSplits,
+                   top_k: int, progress: Callable[[str], None]) -> tuple[dict[str, dict], dict[str, bytes]]:
+    """Evaluate the ``top_k`` best trials once on the test split, from their best checkpoints.
+
+    Returns ``{trial_id: {"rank", "best_epoch", "best_METRIC", "test/...", "config"}}`` and, per
+    trial, the predictions as ``.npz`` bytes.
+    """
+    results = {str((r.metrics or {}).get(record.TRIAL_ID) or Path(r.path or "").name.removeprefix(
+        record.TRIAL_PREFIX)): r for r in result_grid}
+    evaluated, predictions = {}, {}
+    candidates = [(trial, value) for trial, value, _ in ranked if value is not None][:top_k]
+    for position, (trial, value) in enumerate(candidates, start=1):
+        checkpoint = best_checkpoint(results[trial.trial_id], metric)
+        if checkpoint is None:
+            progress(f"warning: trial {trial.trial_id} has no checkpoint to evaluate on test; skipped")
+            continue
+        state = load_trial_state(checkpoint)
+        test_metrics, arrays = evaluate_on_test(trial.config, state, data)
+        evaluated[trial.trial_id] = {"rank": position, "best_epoch": int(state["best_epoch"]),
+                                     record.best_column(metric): value, **test_metrics, "config": trial.config}
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        predictions[trial.trial_id] = buffer.getvalue()
+    return evaluated, predictions
+
+
+def pareto_front(trials: list[TrialRecord], metric: str) -> list[dict[str, Any]]:
+    """Trials not dominated in (best validation metric: higher, learnable weights: fewer)."""
+    scored = [(t, t.best(metric)[0], t.weights()) for t in trials]
+    scored = [(t, value, weights) for t, value, weights in scored if value is not None and weights is not None]
+    front = [(t, value, weights) for t, value, weights in scored
+             if not any(v >= value and w <= weights and (v > value or w < weights) for _, v, w in scored)]
+    return [{"trial_id": t.trial_id, metric: value, record.PARAMS: weights, "config": t.config}
+            for t, value, weights in sorted(front, key=lambda item: item[2])]
+
+
+def disk_usage(store: RunStore, trials: list[TrialRecord], deleted: int) -> dict[str, Any]:
+    """What the run folder keeps on disk: all bytes, the checkpoints' bytes, who still has some."""
+    kept, checkpoint_bytes = [], 0
+    for trial in trials:
+        folder = record.trial_dirname(trial.trial_id)
+        names = [n for n in store.list_dir(folder) if n.startswith(record.CHECKPOINT_PREFIX)]
+        if names:
+            kept.append(trial.trial_id)
+            checkpoint_bytes += sum(store.size(f"{folder}/{name}") for name in names)
+    return {"bytes": store.size(), "checkpoint_bytes": checkpoint_bytes, "trials_with_checkpoints": kept,
+            "checkpoints_deleted": deleted}
+
+
+def finish_search(result_grid, options: SearchOptions, plan: SearchPlan, splits: DataSplits, store: RunStore,
+                  checkpoints_deleted: int, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Rank the trials, evaluate the top-k on test once, write the run folder's summary files."""
+    metric = plan.metric
+    trials = [record.trial_from_result(r, store.root, options.max_epochs, plan.deadline) for r in result_grid]
+    ranked = record.rank(trials, metric)
+    test, predictions = evaluate_top_k(result_grid, ranked, metric, splits, options.top_k, progress)
+    table = record.ranked_table(trials, metric, test)
+    store.write_text(record.TRIALS_CSV, table.to_csv(index=False))
+    store.write_text(record.TRIALS_JSON, json.dumps([t.summary(metric) for t, _, _ in ranked], indent=2, default=str))
+    store.write_text(record.TEST_FILE, json.dumps({"metric": metric, "split": splits.describe(), "trials": test},
+                                                  indent=2, default=str))
+    for trial_id, data in predictions.items():
+        store.write_bytes(f"{record.PREDICTIONS_DIR}/{trial_id}.npz", data)
+    front = pareto_front(trials, metric) if plan.objectives else []
+    if plan.objectives:
+        store.write_text(record.PARETO_FILE, json.dumps(front, indent=2))
+    disk = disk_usage(store, trials, checkpoints_deleted)
+    search = json.loads(store.read_text(record.SEARCH_FILE))
+    store.write_text(record.SEARCH_FILE, json.dumps({**search, "disk": disk}, indent=2, default=str))
+    counts: dict[str, int] = {}
+    for trial in trials:
+        counts[trial.status] = counts.get(trial.status, 0) + 1
+    _print_ranking(table, metric, options.top_k, counts, store.location, disk, progress)
+    return {"name": options.name, "location": store.location, "trials": len(trials), "status": counts,
+            "metric": metric, "top": test, "pareto": [point["trial_id"] for point in front], "disk": disk}
+
+
+def _print_ranking(table, metric: str, top_k: int, counts: dict[str, int], location: str, disk: dict[str, Any],
+                   progress: Callable[[str], None]) -> None:
+    from visiontune.analysis.tables import to_terminal
+
+    shown = table.drop(columns=[c for c in (*record.PLACEMENT_COLUMNS, record.PARAMS) if c in table])
+    progress(f"\n{sum(counts.values())} trials: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    progress(f"top trials by {metric} (validation; test metrics once, for the top {top_k}):\n"
+             f"{to_terminal(shown, max(top_k, 5))}")
+    progress(f"run folder: {location} ({disk['bytes'] / 1e6:.1f} MB; checkpoints of "
+             f"{len(disk['trials_with_checkpoints'])} trials kept, {disk['checkpoints_deleted']} deleted)")
+
+
+def write_report(store: RunStore, top_k: int, progress: Callable[[str], None]) -> str | None:
+    """The analysis report of a finished search, where its run folder is on this machine."""
+    if store.local_dir is None:
+        progress(f"report: fetch {store.location} and run visiontune analyze on it")
+        return None
+    from visiontune.analysis import analyze_run
+
+    report = analyze_run(store.local_dir, top=top_k, progress=lambda line: None)
+    progress(f"report: {report}")
+    return str(report)
