@@ -157,19 +157,6 @@ def test_compare_runs_puts_anytime_curves_and_best_rows_together(mnist_run, tmp_
     assert report.is_file()
 
 
-def test_reseed_ranks_by_mean_and_reports_test_spread(mnist_run, tmp_path):
-    out = tmp_path / "analysis"
-    analyze_run(mnist_run, out=out, top=2, reseed=1, progress=lambda line: None)
-    robust = pd.read_csv(out / "reseed.csv")
-    assert len(robust) == 2 and list(robust["rank"]) == [1, 2]
-    assert list(robust["val/acc mean"]) == sorted(robust["val/acc mean"], reverse=True)
-    for index in robust.index:
-        values = [float(v) for v in robust.loc[index, "test/acc values"].split(",")]
-        assert robust.loc[index, "runs"] == len(values) == 2  # the search's own run and one further seed
-        assert robust.loc[index, "test/acc mean"] == pytest.approx(statistics.fmean(values))
-        assert robust.loc[index, "test/acc std"] == pytest.approx(statistics.stdev(values))
-
-
 def test_analyze_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["analyze", str(tmp_path / "empty")]) == 1
@@ -183,21 +170,37 @@ def test_unknown_metric_lists_the_available_ones(mnist_run, capsys):
     assert "--metric 'val/f1' is not in" in capsys.readouterr().err
 
 
+def test_the_ranked_table_has_one_schema_live_and_from_disk(mnist_run, tmp_path):
+    """RUN/trials.csv (written from Ray's ResultGrid) and RUN/analysis/trials.csv (from the folder)."""
+    analyze_run(mnist_run, out=tmp_path / "analysis", progress=lambda line: None)
+    live, disk = pd.read_csv(mnist_run / "trials.csv"), pd.read_csv(tmp_path / "analysis" / "trials.csv")
+    pd.testing.assert_frame_equal(live, disk)
+    assert list(live.columns[:7]) == ["rank", "trial_id", "status", "best_val/acc", "best_epoch", "epochs", "time_s"]
+
+
 def test_reseed_runs_its_retrains_as_trials_of_the_search_service(mnist_run, digits_splits, tmp_path):
-    """The retrains are a grid search of their own in RUN/reseed/, and each figure of reseed.csv is
-    what an in-process retrain through the one epoch loop gives for the same seed (as before)."""
+    """The retrains are a grid search of their own in RUN/reseed/; the configurations are ranked by
+    their mean, and each figure is what an in-process retrain through the one epoch loop gives for
+    the same seed (the table of before)."""
     from visiontune import record
     from visiontune.config import config_from_dict
     from visiontune.engine import Trainer
     from visiontune.fit import BestSoFar, fit_epochs
 
     run = copy_run(mnist_run, tmp_path)
-    analyze_run(run, out=tmp_path / "first", top=1, reseed=1, progress=lambda line: None)
+    analyze_run(run, out=tmp_path / "first", top=2, reseed=1, progress=lambda line: None)
     robust = pd.read_csv(tmp_path / "first" / "reseed.csv")
-    retrains = run / "reseed" / "top1-seeds1"
+    assert len(robust) == 2 and list(robust["rank"]) == [1, 2]
+    assert list(robust["val/acc mean"]) == sorted(robust["val/acc mean"], reverse=True)
+    for index in robust.index:
+        values = [float(v) for v in robust.loc[index, "test/acc values"].split(",")]
+        assert robust.loc[index, "runs"] == len(values) == 2  # the search's own run and one further seed
+        assert robust.loc[index, "test/acc mean"] == pytest.approx(statistics.fmean(values))
+        assert robust.loc[index, "test/acc std"] == pytest.approx(statistics.stdev(values))
+    retrains = run / "reseed" / "top2-seeds1"
     recorded = json.loads((retrains / "search.json").read_text())["options"]
     assert (recorded["searcher"], recorded["scheduler"], recorded["cpus_per_trial"]) == ("grid", "none", 1.0)
-    assert len(json.loads((retrains / "trials.json").read_text())) == 1
+    assert len(json.loads((retrains / "trials.json").read_text())) == 2
 
     best = record.rank(load_run(run).trials, "val/acc")[0][0]
     config = {**best.config, "seed": best.config.get("seed", 0) + 1, "precision": best.precision()}
@@ -209,11 +212,12 @@ def test_reseed_runs_its_retrains_as_trials_of_the_search_service(mnist_run, dig
     trainer.model.load_state_dict(weights)
     test = trainer.evaluate("test")["test/acc"]
     searched_val, searched_test = best.best("val/acc")[0], load_run(run).test[best.trial_id]["test/acc"]
-    assert robust.loc[0, "test/acc values"] == f"{searched_test:.4f}, {test:.4f}"
-    assert robust.loc[0, "val/acc mean"] == pytest.approx((searched_val + best_so_far.value) / 2)
+    row = robust.set_index("trial").loc[best.trial_id]
+    assert row["test/acc values"] == f"{searched_test:.4f}, {test:.4f}"
+    assert row["val/acc mean"] == pytest.approx((searched_val + best_so_far.value) / 2)
 
     lines: list[str] = []  # asked again: the finished retrains are read, not run again
-    analyze_run(run, out=tmp_path / "again", top=1, reseed=1, progress=lines.append)
+    analyze_run(run, out=tmp_path / "again", top=2, reseed=1, progress=lines.append)
     pd.testing.assert_frame_equal(robust, pd.read_csv(tmp_path / "again" / "reseed.csv"))
     assert any("already done" in line for line in lines)
 

@@ -113,7 +113,8 @@ def test_search_on_two_nodes_runs_trials_on_both(two_nodes, tmp_path):
     # Trials of several seconds: with workers reused between trials, very short trials could all
     # be done by the first node's worker before the second node's worker process has started.
     process = _search(two_nodes, storage, "two-nodes", "warwick", "--synthetic", "--space", "warwick-unet",
-                      "--trials", "4", "--max-epochs", "3", "--scheduler", "none")
+                      "--trials", "4", "--max-epochs", "3", "--scheduler", "none",
+                      "--top-k", "4")  # every trial keeps its checkpoints, to check where they were written
     stdout, stderr = _finish(process, timeout_s=300)
     assert process.returncode == 0, stderr[-3000:]
     assert "2 nodes share this search: every node must see --storage" in stdout + stderr
@@ -126,7 +127,7 @@ def test_search_on_two_nodes_runs_trials_on_both(two_nodes, tmp_path):
     for trial in trials:
         assert list((run / trial["path"]).glob("checkpoint_*/state.pt")), trial["trial_id"]
     test = json.loads((run / "test_results.json").read_text())
-    assert len(test["trials"]) == 3 and all("test/dice" in v for v in test["trials"].values())
+    assert len(test["trials"]) == 4 and all("test/dice" in v for v in test["trials"].values())
     assert (run / "trials.csv").read_text().count("\n") == 5
 
 

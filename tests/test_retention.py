@@ -62,9 +62,9 @@ def long_search(ray_address, tmp_path_factory) -> Path:
     """60 trials of tiny FCNs on synthetic glands, ASHA, --top-k 3."""
     storage = tmp_path_factory.mktemp("retention")
     space = storage / "tiny.yaml"
-    space.write_text("params:\n  model: fcn\n  depth: 1\n  width: 4\n  batch_size: 36\n  precision: fp32\n"
+    space.write_text("params:\n  model: fcn\n  depth: 1\n  width: 4\n  batch_size: 8\n  precision: fp32\n"
                      "  lr: {loguniform: [1.0e-4, 3.0e-2]}\n  optimizer: [sgd, adam]\n")
-    run_search(SearchOptions(task="warwick", synthetic=True, space=str(space), trials=60, max_epochs=2,
+    run_search(SearchOptions(task="warwick", synthetic=True, train_limit=8, space=str(space), trials=60, max_epochs=2,
                              grace_period=1, reduction_factor=2, top_k=3, storage=str(storage), name="long",
                              report=False), progress=lambda line: None)
     return storage / "long"

@@ -171,7 +171,7 @@ def analyze_run(folder: str | Path, out: str | Path | None = None, top: int = 3,
         best = top_trials[0]
         config = {**best.config}
         if best.precision():
-            config["precision"] = best.precision()
+            config[record.PRECISION] = best.precision()
         (out / BEST_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         command = reproduce_command(run, out / BEST_CONFIG_FILE)
         sections.append(("Reproduce the best trial", f"<p>Trial {best.trial_id}, with the same split, settings, "

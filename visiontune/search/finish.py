@@ -77,7 +77,7 @@ def evaluate_top_k(result_grid, ranked: list[tuple[TrialRecord, float | None, in
             continue
         state = load_trial_state(checkpoint)
         test_metrics, arrays = evaluate_on_test(trial.config, state, data)
-        evaluated[trial.trial_id] = {"rank": position, "best_epoch": int(state["best_epoch"]),
+        evaluated[trial.trial_id] = {"rank": position, record.BEST_EPOCH: int(state[record.BEST_EPOCH]),
                                      record.best_column(metric): value, **test_metrics, "config": trial.config}
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)

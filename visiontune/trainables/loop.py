@@ -69,7 +69,7 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
         with checkpoint.as_directory() as folder:
             saved = runs.load_checkpoint(Path(folder) / STATE_FILE, trainer.device)
         trainer.load_state_dict(saved["trainer"])
-        best = BestSoFar(saved["best_value"], saved["best_epoch"])
+        best = BestSoFar(saved["best_value"], saved[BEST_EPOCH])
         monitored = saved.get("monitored", {})
 
     def report_epoch(end: EpochEnd) -> bool:
@@ -87,7 +87,7 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
         }
         with tempfile.TemporaryDirectory(prefix="visiontune-ckpt-") as folder:
             runs.save_checkpoint(Path(folder) / STATE_FILE, {
-                "trainer": trainer.state_dict(), "best_value": best.value, "best_epoch": best.epoch,
+                "trainer": trainer.state_dict(), "best_value": best.value, BEST_EPOCH: best.epoch,
                 "monitored": monitored,
             })
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
