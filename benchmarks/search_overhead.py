@@ -167,7 +167,8 @@ def run_optuna(grid: dict, epochs: int, train_limit: int | None, data_dir: str |
             useful.append(seconds)
             best[0] = max(best[0], accuracy)
             trial.report(accuracy, epoch)
-            return trial.should_prune()
+            if trial.should_prune():
+                raise optuna.TrialPruned()  # Optuna's way: the trial ends here, recorded as pruned
 
         plain_training(config, splits, report)
         return best[0]

@@ -54,7 +54,7 @@ def test_conditional_parameters_appear_only_in_their_branch():
 
 
 def test_named_space_for_the_other_task_is_refused():
-    with pytest.raises(ConfigError, match="space 'warwick' is for task warwick, not mnist"):
+    with pytest.raises(ConfigError, match="space 'warwick' is for segmentation tasks such as warwick, not mnist"):
         resolve_space("mnist", "warwick")
     with pytest.raises(ConfigError, match="unknown space 'nope'; named spaces for mnist: mnist, mnist-cnn"):
         resolve_space("mnist", "nope")

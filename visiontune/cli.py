@@ -87,11 +87,10 @@ def command_data(args: argparse.Namespace) -> int:
         folder = download_mnist(resolve_data_dir(data_options_from_args(args).data_dir) / "mnist")
         print(f"MNIST downloaded and verified in {folder}")
         return 0
+    from visiontune.data.card import summary_lines
+
     splits = data_options_from_args(args).load_splits(args.task)
-    train = splits.train.images
-    print(f"{args.task}: {splits.source}")
-    print(f"  images {tuple(train.shape[1:])} uint8; split seed {splits.split_seed}; "
-          + ", ".join(f"{name} {count}" for name, count in splits.sizes().items()))
+    print("\n".join(summary_lines(splits.card)))
     return 0
 
 
@@ -259,10 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_reproduce_parser(commands)
 
     data = commands.add_parser("data", help="check a data set (or download MNIST)",
-                               description="Load a task's data set as training would and show its split, "
-                                           "or download MNIST into the data folder.")
+                               description="Load a data set as training would (a built-in task, or a folder, .zip "
+                                           "or dataset.yaml of your own images) and print its fingerprint: kind, "
+                                           "classes, split, class balance, sizes, channels, normalisation, skipped "
+                                           "files and every choice made; or download MNIST into the data folder.")
     data.add_argument("action", choices=["check", "download"], help="check: load and summarise; download: fetch MNIST")
-    data.add_argument("task", choices=list(TASKS))
+    data.add_argument("task", metavar="TASK|PATH",
+                      help=f"a built-in task ({', '.join(TASKS)}) or your own data set: a folder, a .zip or a "
+                           "dataset.yaml (README: Your own images)")
     add_data_options(data)
     data.set_defaults(handler=command_data)
     return parser

@@ -44,6 +44,20 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+def _torchvision_task(name: str, description: str, channels: int, size: int) -> TaskSpec:
+    """A 10-class classification set of torchvision's (data/torchvision_sets.py), run like MNIST."""
+    return TaskSpec(name=name, kind="classification", description=description, val_metric=metrics.VAL_ACC,
+                    test_metric=metrics.TEST_ACC, in_channels=channels, image_size=size, num_classes=10,
+                    val_size=5000, default_model="cnn", synthetic_sizes=(600, 200), synthetic_val_size=100)
+
+
+TASKS.update({task.name: task for task in (
+    _torchvision_task("fashion-mnist", "Fashion-MNIST clothing images, 10 classes", 1, 28),
+    _torchvision_task("kmnist", "Kuzushiji-MNIST cursive Japanese characters, 10 classes", 1, 28),
+    _torchvision_task("cifar10", "CIFAR-10 colour photographs, 32x32, 10 classes", 3, 32),
+)})
+
+
 def get_task(name: str) -> TaskSpec:
     """The task called ``name``; a :class:`ConfigError` listing the known tasks otherwise."""
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -19,6 +20,7 @@ class FileSource(Protocol):
     def exists(self, relative: str) -> bool: ...
     def is_dir(self, relative: str) -> bool: ...
     def list_dir(self, relative: str) -> list[str]: ...
+    def entries(self, relative: str) -> list[tuple[str, bool]]: ...
     def read_bytes(self, relative: str) -> bytes: ...
     def describe(self, relative: str) -> str: ...
 
@@ -37,6 +39,11 @@ class FolderSource:
 
     def list_dir(self, relative: str) -> list[str]:
         return sorted(p.name for p in (self.root / relative).iterdir())
+
+    def entries(self, relative: str) -> list[tuple[str, bool]]:
+        """(name, is a folder) of every entry of a folder, sorted; one directory read, no stat per file."""
+        with os.scandir(os.path.join(self.root, relative)) as scan:
+            return sorted((entry.name, entry.is_dir()) for entry in scan)
 
     def read_bytes(self, relative: str) -> bytes:
         try:
@@ -74,9 +81,14 @@ class ZipSource:
         return relative in self.dirs
 
     def list_dir(self, relative: str) -> list[str]:
-        prefix = relative.rstrip("/") + "/"
+        prefix = relative.rstrip("/") + "/" if relative else ""  # "" lists the archive's top
         children = {n[len(prefix):].split("/")[0] for n in self.files | self.dirs if n.startswith(prefix)}
         return sorted(c for c in children if c)
+
+    def entries(self, relative: str) -> list[tuple[str, bool]]:
+        """(name, is a folder) of every entry of a folder inside the archive, sorted."""
+        prefix = f"{relative.rstrip('/')}/" if relative else ""
+        return [(name, f"{prefix}{name}" in self.dirs) for name in self.list_dir(relative)]
 
     def read_bytes(self, relative: str) -> bytes:
         try:

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from visiontune.options import known_values, option
-from visiontune.tasks import TASKS
 
 GROUP = "data"
-_DEFAULT_VAL = ", ".join(f"{name} {spec.val_size}" for name, spec in TASKS.items())
+_DEFAULT_VAL = "mnist 5000, warwick 17; your own images 10%"
 
 
 @dataclass(kw_only=True)
@@ -31,6 +30,11 @@ class DataOptions:
                                      group=GROUP)
     download: bool = option(True, "download a missing data set where there is internet (--no-download: never)",
                             group=GROUP)
+    image_size: str | None = option(None, "your own images: resize every image to HxW (e.g. 128x96; default: "
+                                          "kept where all share one size, else the median, at most 256 a side)",
+                                    metavar="HxW", group=GROUP)
+    max_data_gb: float | None = option(None, "your own images: refuse a data set whose decoded arrays exceed this "
+                                             "(default: half the available memory)", metavar="GB", group=GROUP)
 
     def data_options(self) -> "DataOptions":
         """Just the data options (of a larger options object that includes them)."""
@@ -41,4 +45,5 @@ class DataOptions:
         from visiontune.data import load_splits
 
         return load_splits(task, data_dir=self.data_dir, synthetic=self.synthetic, val_size=self.val_size,
-                           split_seed=self.split_seed, train_limit=self.train_limit, download=self.download)
+                           split_seed=self.split_seed, train_limit=self.train_limit, download=self.download,
+                           image_size=self.image_size, max_data_gb=self.max_data_gb)

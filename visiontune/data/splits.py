@@ -8,7 +8,8 @@ sizes and seed travel with the data so every run records them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -40,14 +41,18 @@ class DataSplits:
     test: ImageSet
     split_seed: int
     source: str  # human-readable origin: a folder, a zip, "synthetic", ...
+    card: Any = field(default=None)  # the data-set card (data.card.DatasetCard)
 
     def sizes(self) -> dict[str, int]:
         """Number of samples per split."""
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
     def describe(self) -> dict:
-        """What a run records about its data: source, split sizes and seed."""
-        return {"source": self.source, "split_seed": self.split_seed, "sizes": self.sizes()}
+        """What a run records about its data (``data.json``): source, split sizes and seed, the card."""
+        record = {"source": self.source, "split_seed": self.split_seed, "sizes": self.sizes()}
+        if self.card is not None:
+            record["card"] = self.card.to_dict()
+        return record
 
 
 def split_train_val(full: ImageSet, val_size: int, seed: int) -> tuple[ImageSet, ImageSet]:
@@ -71,3 +76,34 @@ def limit(images: ImageSet, count: int | None, seed: int) -> ImageSet:
         raise ConfigError(f"a subset size must be at least 1, not {count}")
     generator = torch.Generator().manual_seed(seed + 1)
     return images.subset(torch.randperm(len(images), generator=generator)[:count].sort().values)
+
+
+def carve(count: int, size: int, seed: int, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``0..size-1`` split into (rest, carved) with ``count`` carved, by a seeded draw.
+
+    With ``labels``, stratified: each class gives its share of ``count`` (largest remainders),
+    and a class never gives all its samples away, so every class stays in the rest.
+    """
+    if not 0 < count < size:
+        raise ConfigError(f"cannot set {count} of {size} samples apart; the split needs 1 to {size - 1}")
+    generator = torch.Generator().manual_seed(seed)
+    if labels is None:
+        order = torch.randperm(size, generator=generator)
+        return order[count:].sort().values, order[:count].sort().values
+    classes, counts = labels.unique(return_counts=True)
+    limits = (counts - 1).clamp_min(0)  # leave at least one sample of each class in the rest
+    quota = counts.double() * count / size
+    shares = torch.minimum(quota.floor().long(), limits)
+    for index in torch.argsort(quota - quota.floor(), descending=True, stable=True).tolist() * 2:
+        if int(shares.sum()) >= count:
+            break
+        if shares[index] < limits[index]:
+            shares[index] += 1
+    carved = []
+    for value, share in zip(classes.tolist(), shares.tolist()):
+        members = (labels == value).nonzero().flatten()
+        carved.append(members[torch.randperm(len(members), generator=generator)[:share]])
+    chosen = torch.cat(carved).sort().values
+    keep = torch.ones(size, dtype=torch.bool)
+    keep[chosen] = False
+    return keep.nonzero().flatten(), chosen

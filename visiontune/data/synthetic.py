@@ -37,8 +37,8 @@ def _digit_template(label: int, size: int) -> np.ndarray:
     return canvas
 
 
-def synthetic_digits(count: int, seed: int, size: int = 28) -> ImageSet:
-    """``count`` labelled digit-like images (uint8, 1 channel), classes balanced."""
+def synthetic_digits(count: int, seed: int, size: int = 28, channels: int = 1) -> ImageSet:
+    """``count`` labelled digit-like images (uint8, ``channels`` copies of one grey channel), classes balanced."""
     rng = np.random.default_rng(seed)
     labels = np.arange(count) % 10
     rng.shuffle(labels)
@@ -48,11 +48,13 @@ def synthetic_digits(count: int, seed: int, size: int = 28) -> ImageSet:
         pattern = np.roll(_digit_template(int(label), size), tuple(shift), axis=(0, 1))
         noisy = pattern * rng.uniform(0.7, 1.0) + rng.normal(0.0, 0.08, pattern.shape)
         images[index, 0] = np.clip(noisy * 255, 0, 255).astype(np.uint8)
-    return ImageSet(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)))
+    return ImageSet(torch.from_numpy(images).repeat(1, channels, 1, 1), torch.from_numpy(labels.astype(np.int64)))
 
 
-def synthetic_glands(count: int, seed: int, size: int = 128) -> ImageSet:
-    """``count`` two-channel images with elliptical glands and their 0/1 masks (uint8)."""
+def synthetic_glands(count: int, seed: int, size: int = 128, channels: int = 2) -> ImageSet:
+    """``count`` two-channel (stain) images with elliptical glands and their 0/1 masks (uint8)."""
+    if channels != 2:
+        raise ValueError("synthetic glands have two stain channels")
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     images = np.empty((count, 2, size, size), dtype=np.uint8)

@@ -159,6 +159,9 @@ def load_warm_start(spec: str | None, task: str) -> list[dict[str, Any]]:
     if not spec:
         return []
     if spec == "report":
+        if task not in REPORT_BEST:
+            raise ConfigError(f"--warm-start report: the report's best configurations are for "
+                              f"{' and '.join(REPORT_BEST)}, not {task}")
         return [dict(REPORT_BEST[task])]
     data = load_data_file(spec)
     if isinstance(data, dict):

@@ -86,20 +86,28 @@ NAMED_SPACES: dict[str, _Named] = {
 }
 
 
+# The full space of each kind: the default of a task without a space of its own name.
+DEFAULT_SPACES = {"classification": "mnist", "segmentation": "warwick"}
+
+
 def list_spaces(task: str | None = None) -> list[tuple[str, str, str]]:
-    """(name, task, one-line description) of every named space, optionally of one task."""
+    """(name, task, one-line description) of every named space, optionally of those a task can use
+    (the spaces of its kind: the MNIST spaces serve every classification task)."""
+    kind = get_task(task).kind if task else None
     return [(name, named.task, named.description) for name, named in NAMED_SPACES.items()
-            if task is None or named.task == task]
+            if kind is None or get_task(named.task).kind == kind]
 
 
 def resolve_space(task: str, spec: str | None) -> SearchSpace:
-    """The space named ``spec`` (default: the task's own name) or loaded from a YAML/JSON file."""
-    get_task(task)
-    spec = spec or task
+    """The space named ``spec`` (default: the task's own name, else its kind's full space) or loaded
+    from a YAML/JSON file."""
+    kind = get_task(task).kind
+    spec = spec or (task if task in NAMED_SPACES else DEFAULT_SPACES[kind])
     if spec in NAMED_SPACES:
         named = NAMED_SPACES[spec]
-        if named.task != task:
-            raise ConfigError(f"space {spec!r} is for task {named.task}, not {task}")
+        if get_task(named.task).kind != kind:
+            raise ConfigError(f"space {spec!r} is for {get_task(named.task).kind} tasks such as {named.task}, "
+                              f"not {task} ({kind})")
         if isinstance(named.space, dict):
             declarative = DeclarativeSpace(named.space, task, f"space {spec!r}")
             return SearchSpace(spec, task, named.description, declarative, declarative)

@@ -42,6 +42,7 @@ import yaml
 
 from visiontune.config import FIELD_TYPES, MODEL_FIELDS, TrainConfig
 from visiontune.errors import ConfigError
+from visiontune.tasks import TASKS
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice")
 TOP_LEVEL_KEYS = ("description", "task", "params", "rows")
@@ -87,8 +88,9 @@ class DeclarativeSpace:
         if unknown:
             raise ConfigError(f"{where}: unknown key {', '.join(map(repr, unknown))}; "
                               f"a space has {', '.join(TOP_LEVEL_KEYS)}")
-        if data.get("task") not in (None, task):
-            raise ConfigError(f"{where}: is a space for task {data['task']!r}, not {task!r}")
+        declared = data.get("task")
+        if declared not in (None, task) and (declared not in TASKS or TASKS[declared].kind != TASKS[task].kind):
+            raise ConfigError(f"{where}: is a space for task {declared!r}, not {task!r}")
         params = data.get("params")
         if not isinstance(params, dict) or not (params or data.get("rows")):
             raise ConfigError(f"{where}: needs a non-empty 'params' mapping of setting names to values or ranges")

@@ -1,0 +1,144 @@
+"""The data-set card: what the rest of visiontune needs to know about a data set, as plain data.
+
+Built once when a data set is loaded (a built-in task or a user's folder, by the same code) and
+carried with its arrays (``DataSplits.card``): kind, class names, channels, image size, the
+normalisation statistics, the split and how it was made, the augmentations the data permit,
+and a fingerprint (nnU-Net's word): class balance, original sizes, mask class frequencies,
+skipped files, every choice made while reading, and a hash of the arrays. Every run records it
+in its ``data.json``; ``visiontune data check`` prints it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+# What each kind of data may be augmented with (data/augment.py); a dataset.yaml can narrow it.
+AUGMENTATIONS = {"classification": ("rotate", "shift", "noise"),
+                 "segmentation": ("flip", "rot90", "rotate", "shift", "noise", "stain")}
+
+
+@dataclass
+class DatasetCard:
+    """A data set described as plain, JSON-serialisable data."""
+
+    name: str
+    kind: str  # "classification" or "segmentation"
+    classes: list[str]  # names in index order; for segmentation index 0 is the background
+    channels: int
+    image_size: list[int]  # [height, width] of every image as trained on
+    mean: list[float]  # per channel, of the training images scaled to [0, 1]
+    std: list[float]
+    split: dict[str, Any]  # {"sizes": {...}, "seed": S, "how": "..."}
+    augmentations: list[str]  # the augmentations this data set permits
+    source: str
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> images (or mask pixels)
+    original_sizes: dict[str, list[int]] = field(default_factory=dict)  # min / median / max [h, w] as read
+    skipped: dict[str, int] = field(default_factory=dict)  # why -> files passed over
+    choices: list[str] = field(default_factory=list)  # every decision made while reading, in words
+    fingerprint: str = ""  # hash of the arrays and labels
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card as a plain dict (``data.json``)."""
+        return asdict(self)
+
+
+def channel_statistics(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of uint8 images ``(N, C, H, W)`` scaled to [0, 1],
+    exactly, from each channel's histogram of the 256 grey levels (no float copy of the set)."""
+    channels = int(images.shape[1])
+    if len(images) == 0:
+        return [0.0] * channels, [0.0] * channels
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for channel in range(channels):
+        counts = torch.bincount(images[:, channel].reshape(-1).to(torch.int64), minlength=256).to(torch.float64)
+        total = counts.sum()
+        mean = (counts * levels).sum() / total
+        variance = (counts * (levels - mean) ** 2).sum() / total
+        means.append(round(float(mean), 6))
+        stds.append(round(float(variance.sqrt()), 6))
+    return means, stds
+
+
+def class_counts(targets: torch.Tensor, kind: str, classes: list[str]) -> dict[str, int]:
+    """Images per class (classification) or mask pixels per class (segmentation)."""
+    values = targets.flatten().to(torch.int64)
+    counts = torch.bincount(values, minlength=len(classes)) if len(values) else torch.zeros(len(classes))
+    return {name: int(counts[index]) for index, name in enumerate(classes)}
+
+
+def array_hash(*arrays: torch.Tensor) -> str:
+    """A short content hash of tensors (shape, dtype and bytes), the same on every machine."""
+    digest = hashlib.blake2b(digest_size=12)
+    for array in arrays:
+        data = array.contiguous().numpy()
+        digest.update(str((data.shape, data.dtype.str)).encode())
+        digest.update(memoryview(np.ascontiguousarray(data)).cast("B"))
+    return digest.hexdigest()
+
+
+def size_summary(sizes: list[tuple[int, int]]) -> dict[str, list[int]]:
+    """Smallest, median and largest [height, width] of a list of image sizes."""
+    if not sizes:
+        return {}
+    heights, widths = np.array([s[0] for s in sizes]), np.array([s[1] for s in sizes])
+    return {"min": [int(heights.min()), int(widths.min())],
+            "median": [int(np.median(heights)), int(np.median(widths))],
+            "max": [int(heights.max()), int(widths.max())]}
+
+
+def build_card(*, name: str, kind: str, classes: list[str], train, val, test, seed: int, how: str, source: str,
+               augmentations: list[str] | None = None, original_sizes: list[tuple[int, int]] | None = None,
+               skipped: dict[str, int] | None = None, choices: list[str] | None = None) -> DatasetCard:
+    """The card of a data set split into ``train``, ``val`` and ``test`` (``ImageSet``\\ s)."""
+    mean, std = channel_statistics(train.images)
+    splits = {"train": train, "val": val, "test": test}
+    return DatasetCard(
+        name=name, kind=kind, classes=list(classes), channels=int(train.images.shape[1]),
+        image_size=[int(train.images.shape[2]), int(train.images.shape[3])], mean=mean, std=std,
+        split={"sizes": {key: len(part) for key, part in splits.items()}, "seed": seed, "how": how},
+        augmentations=list(augmentations if augmentations is not None else AUGMENTATIONS[kind]), source=source,
+        counts={key: class_counts(part.targets, kind, classes) for key, part in splits.items()},
+        original_sizes=size_summary(original_sizes or [(int(train.images.shape[2]), int(train.images.shape[3]))]),
+        skipped=dict(skipped or {}), choices=list(choices or []),
+        fingerprint=array_hash(*(t for part in splits.values() for t in (part.images, part.targets))))
+
+
+def summary_lines(card: DatasetCard) -> list[str]:
+    """The card as the lines ``visiontune data check`` prints: the fingerprint and every choice."""
+    shown = ", ".join(card.classes[:12]) + (f", ... ({card.num_classes - 12} more)" if card.num_classes > 12 else "")
+    height, width = card.image_size
+    lines = [f"{card.name}: {card.kind}, {card.num_classes} classes ({shown}), {card.channels} "
+             f"channel{'s' if card.channels > 1 else ''}, {height}x{width}",
+             f"  source: {card.source}",
+             "  split: " + ", ".join(f"{k} {v}" for k, v in card.split["sizes"].items()) + f" ({card.split['how']})"]
+    if card.kind == "classification":
+        for split, counts in card.counts.items():
+            lines.append(f"  images per class, {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    else:
+        total = sum(card.counts.get("train", {}).values()) or 1
+        lines.append("  mask pixels per class, train: "
+                     + ", ".join(f"{k} {v / total:.1%}" for k, v in card.counts.get("train", {}).items()))
+    if card.original_sizes:
+        sizes = card.original_sizes
+        lines.append("  sizes: " + ", ".join(f"{key} {sizes[key][0]}x{sizes[key][1]}" for key in ("min", "median", "max"))
+                     + " (as read)")
+    lines.append("  mean " + ", ".join(f"{v:.3f}" for v in card.mean) + "; std " + ", ".join(f"{v:.3f}" for v in card.std)
+                 + " (per channel, training images on [0, 1]; used to normalise)")
+    if card.skipped:
+        lines.append("  skipped: " + ", ".join(f"{n} {why}" for why, n in card.skipped.items()))
+    lines.append("  augmentations permitted: " + (", ".join(card.augmentations) or "none"))
+    lines.append(f"  fingerprint: {card.fingerprint}")
+    if card.choices:
+        lines.append("  choices:")
+        lines.extend(f"    - {choice}" for choice in card.choices)
+    return lines

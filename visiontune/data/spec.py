@@ -1,0 +1,104 @@
+"""``dataset.yaml``: what a user may say about their data set, checked key by key.
+
+Optional, at the data set's root, read with YAML's safe loader::
+
+    name: glands                      # default: the folder's name
+    kind: segmentation                # classification or segmentation; default: from the layout
+    classes: [background, gland]      # names in index order (segmentation: index 0 is background)
+    image_size: [128, 128]            # resize every image to this [height, width] (or one number)
+    channels: 3                       # convert every image to 1 (grey) or 3 (RGB) channels
+    val_fraction: 0.1                 # of the training images, where no val/ split is given
+    test_fraction: 0.2                # of all images, where no test/ split is given
+    augmentations: [flip, rot90, rotate]   # which augmentations make sense for these images
+
+An unknown key or a malformed value is a one-line error naming the file and the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from visiontune.data.card import AUGMENTATIONS
+from visiontune.errors import DataError
+
+SPEC_FILE = "dataset.yaml"
+KINDS = ("classification", "segmentation")
+
+
+@dataclass
+class DatasetSpec:
+    """The settings of a ``dataset.yaml`` (every one optional)."""
+
+    name: str | None = None
+    kind: str | None = None
+    classes: list[str] | None = None
+    image_size: list[int] | None = None  # [height, width]
+    channels: int | None = None
+    val_fraction: float | None = None
+    test_fraction: float | None = None
+    augmentations: list[str] | None = None
+
+
+def parse_image_size(value: Any, where: str) -> list[int]:
+    """``128``, ``[128, 96]``, ``"128x96"`` -> [height, width]; a :class:`DataError` otherwise."""
+    if isinstance(value, str):
+        parts = value.lower().replace(" ", "").split("x")
+        try:
+            value = [int(p) for p in parts]
+        except ValueError:
+            raise DataError(f"{where}: expected a size such as 128 or 128x96, not {value!r}") from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    if (not isinstance(value, list) or len(value) not in (1, 2)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= 4096 for v in value)):
+        raise DataError(f"{where}: expected a height and width of 4 to 4096 pixels, such as 128 or [128, 96], "
+                        f"not {value!r}")
+    return [value[0], value[-1]]
+
+
+def parse_spec(data: Any, where: str) -> DatasetSpec:
+    """Check the contents of a ``dataset.yaml``; ``where`` names the file in errors."""
+    if data is None:
+        return DatasetSpec()
+    if not isinstance(data, dict):
+        raise DataError(f"{where}: expected a mapping of settings (name, kind, classes, ...)")
+    known = [f.name for f in fields(DatasetSpec)]
+    unknown = sorted(str(key) for key in data if key not in known)
+    if unknown:
+        raise DataError(f"{where}: unknown key {', '.join(map(repr, unknown))}; valid keys: {', '.join(known)}")
+    spec = DatasetSpec()
+    if data.get("name") is not None:
+        if not isinstance(data["name"], str) or not data["name"].strip():
+            raise DataError(f"{where}: name: expected a non-empty text")
+        spec.name = data["name"].strip()
+    if data.get("kind") is not None:
+        if data["kind"] not in KINDS:
+            raise DataError(f"{where}: kind: expected classification or segmentation, not {data['kind']!r}")
+        spec.kind = data["kind"]
+    if data.get("classes") is not None:
+        classes = data["classes"]
+        if (not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, (str, int)) for c in classes)
+                or len({str(c) for c in classes}) != len(classes)):
+            raise DataError(f"{where}: classes: expected a list of at least two distinct names")
+        spec.classes = [str(c) for c in classes]
+    if data.get("image_size") is not None:
+        spec.image_size = parse_image_size(data["image_size"], f"{where}: image_size")
+    if data.get("channels") is not None:
+        if data["channels"] not in (1, 3) or isinstance(data["channels"], bool):
+            raise DataError(f"{where}: channels: expected 1 (grey) or 3 (RGB), not {data['channels']!r}")
+        spec.channels = int(data["channels"])
+    for key in ("val_fraction", "test_fraction"):
+        value = data.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 0.9:
+            raise DataError(f"{where}: {key}: expected a fraction between 0 and 0.9, not {value!r}")
+        setattr(spec, key, float(value))
+    if data.get("augmentations") is not None:
+        allowed = sorted(set(AUGMENTATIONS["segmentation"]))
+        values = data["augmentations"]
+        if not isinstance(values, list) or not all(isinstance(v, str) and v in allowed for v in values):
+            raise DataError(f"{where}: augmentations: expected a list of {', '.join(allowed)}, not {values!r}")
+        spec.augmentations = list(values)
+    return spec

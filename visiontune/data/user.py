@@ -1,0 +1,217 @@
+"""Loading a user's data set: list (``folders``), decide, check, decode (or read the cache), split.
+
+The decisions are made before any pixel is decoded, from the files' headers: one channel count
+(grey where every image is grey, else RGB, unless ``dataset.yaml`` says), one size (kept where
+all images share it; else ``--image-size`` or the median height and width, at most 256 a side),
+and whether the decoded arrays fit in memory. Each decision is recorded in words on the card.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from visiontune import imageio
+from visiontune.data import cache
+from visiontune.data.card import AUGMENTATIONS, build_card
+from visiontune.data.decode import Decoder
+from visiontune.data.folders import Layout, find_layout
+from visiontune.data.spec import SPEC_FILE, parse_image_size
+from visiontune.data.splits import DataSplits, ImageSet, carve, limit
+from visiontune.errors import DataError
+
+MAX_SIDE = 256  # the default size is the median, capped here: larger images cost memory, not accuracy here
+MEMORY_FRACTION = 0.5  # of the available memory, the default limit for decoded arrays
+VAL_FRACTION, TEST_FRACTION = 0.1, 0.2
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable on Linux; free pages elsewhere)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _choose_size(headers: np.ndarray, requested: list[int] | None, choices: list[str]) -> tuple[int, int]:
+    sizes = {(int(h), int(w)) for h, w in headers[:, :2]}
+    if requested:
+        choices.append(f"every image resized to {requested[0]}x{requested[1]} (as asked; masks by nearest neighbour)")
+        return requested[0], requested[1]
+    if len(sizes) == 1:
+        height, width = sizes.pop()
+        choices.append(f"all images are {height}x{width}: kept")
+        return height, width
+    height = min(MAX_SIDE, int(np.median(headers[:, 0])))
+    width = min(MAX_SIDE, int(np.median(headers[:, 1])))
+    choices.append(f"sizes differ ({len(sizes)} sizes): every image resized to {height}x{width}, the median height "
+                   f"and width{f' capped at {MAX_SIDE}' if max(np.median(headers[:, :2], axis=0)) > MAX_SIDE else ''} "
+                   "(masks by nearest neighbour; --image-size to choose)")
+    return height, width
+
+
+def _choose_channels(headers: np.ndarray, requested: int | None, choices: list[str]) -> int:
+    grey = int((headers[:, 2] == 1).sum())
+    if requested:
+        choices.append(f"every image converted to {'grey (1 channel)' if requested == 1 else 'RGB (3 channels)'} "
+                       f"(as {SPEC_FILE} asks)")
+        return requested
+    if grey == len(headers):
+        choices.append("all images are grey: 1 channel")
+        return 1
+    if grey:
+        choices.append(f"{grey} grey and {len(headers) - grey} colour images: all read as RGB (3 channels, grey "
+                       f"replicated; channels: 1 in {SPEC_FILE} reads them as grey)")
+    else:
+        choices.append("colour images: 3 channels (RGB; an alpha channel is dropped)")
+    return 3
+
+
+def _check_memory(count: int, channels: int, size: tuple[int, int], masks: bool, max_data_gb: float | None,
+                  where: str) -> None:
+    need = count * size[0] * size[1] * (channels + (1 if masks else 0))
+    limit_bytes = max_data_gb * 1e9 if max_data_gb else MEMORY_FRACTION * available_memory()
+    if need > limit_bytes:
+        raise DataError(f"{where}: {count} images of {size[0]}x{size[1]}x{channels} need {need / 1e9:.1f} GB decoded, "
+                        f"over the limit of {limit_bytes / 1e9:.1f} GB (--max-data-gb); choose a smaller "
+                        "--image-size")
+
+
+SAMPLE = 256  # images whose headers are read first, to choose between one pass and two
+
+
+def _sample(count: int) -> list[int]:
+    """Evenly spread indices of up to ``SAMPLE`` files (every class folder is represented)."""
+    return sorted({int(i) for i in np.linspace(0, count - 1, min(count, SAMPLE))})
+
+
+def _read(layout: Layout, requested: list[int] | None, max_data_gb: float | None, choices: list[str]
+          ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Decide size and channels from the headers, check memory, decode; (arrays, headers).
+
+    Images become (N, C, H, W) uint8; targets class indices (N,) or masks (N, H, W).
+    """
+    items = layout.items
+    names = [item.image for item in items]
+    segmentation, where = layout.kind == "segmentation", layout.source.describe(layout.root)
+    with Decoder(layout.source, len(items)) as decoder:
+        decoded = None
+        sample = imageio.headers_chunk(decoder.spec, [names[i] for i in _sample(len(names))])
+        if requested is None and len({(int(h), int(w)) for h, w, _ in sample}) == 1:
+            # The common case, one size for all: every file is read once (two passes otherwise).
+            size = (int(sample[0, 0]), int(sample[0, 1]))
+            grey = layout.spec.channels is None and bool((sample[:, 2] == 1).all())
+            channels = layout.spec.channels or (1 if grey else 3)
+            _check_memory(len(items), channels, size, segmentation, max_data_gb, where)
+            decoded = decoder.run_uniform(names, channels, size, grey_only=grey)
+        if decoded is not None:
+            images, headers = decoded
+            _choose_size(headers, requested, choices), _choose_channels(headers, layout.spec.channels, choices)
+        else:
+            headers = decoder.run(imageio.headers_chunk, [names], (), np.zeros((len(items), 3), dtype=np.int64),
+                                  "reading image headers")
+            size = _choose_size(headers, requested, choices)
+            channels = _choose_channels(headers, layout.spec.channels, choices)
+            _check_memory(len(items), channels, size, segmentation, max_data_gb, where)
+            images = decoder.run(imageio.images_chunk, [names], (channels, size),
+                                 np.empty((len(items), channels, size[0], size[1]), dtype=np.uint8),
+                                 "decoding images")
+        if layout.kind == "classification":
+            return {"images": images, "targets": np.array([item.target for item in items], dtype=np.int64)}, headers
+        shapes = [(int(h), int(w)) for h, w, _ in headers]
+        masks = decoder.run(imageio.masks_chunk, [[item.target for item in items], names, shapes],
+                            (len(layout.classes) or None, size), np.empty((len(items), size[0], size[1]), np.uint8),
+                            "decoding masks")
+        return {"images": images, "targets": masks}, headers
+
+
+def _segmentation_classes(layout: Layout, masks: np.ndarray, choices: list[str]) -> list[str]:
+    if layout.classes:
+        return list(layout.classes)
+    count = max(2, int(masks.max(initial=0)) + 1)
+    choices.append(f"masks hold values 0..{count - 1}: {count} classes (name them with classes: in {SPEC_FILE})")
+    return ["background"] + [f"class {index}" for index in range(1, count)]
+
+
+def _split(layout: Layout, full: ImageSet, kind: str, val_size: int | None, seed: int, choices: list[str]
+           ) -> tuple[ImageSet, ImageSet, ImageSet, str]:
+    """Train, validation and test: as the layout gives them, the rest carved (stratified, seeded)."""
+    spec = layout.spec
+    split_of = np.array([item.split for item in layout.items])
+    labels = full.targets if kind == "classification" else None
+    given = set(layout.given_splits)
+    if "val" in given and val_size is not None:
+        raise DataError(f"{layout.source.describe(layout.root)}: has a val/ split; --val-size applies only where "
+                        "validation is carved")
+    how = []
+    if "test" in given:
+        test = full.subset(torch.from_numpy(np.flatnonzero(split_of == "test")))
+        pool_index = np.flatnonzero(split_of != "test")
+        how.append("test as given (test/)")
+    else:
+        fraction = spec.test_fraction or TEST_FRACTION
+        count = max(1, round(fraction * len(full)))
+        rest, carved = carve(count, len(full), seed + 1, labels)
+        test, pool_index = full.subset(carved), rest.numpy()
+        how.append(f"test carved: {fraction:.0%} of the images{', stratified by class' if labels is not None else ''}")
+    pool = full.subset(torch.from_numpy(pool_index))
+    pool_split = split_of[pool_index]
+    if "val" in given:
+        val = pool.subset(torch.from_numpy(np.flatnonzero(pool_split == "val")))
+        train = pool.subset(torch.from_numpy(np.flatnonzero(pool_split != "val")))
+        how.append("validation as given (val/)")
+    else:
+        fraction = spec.val_fraction or VAL_FRACTION
+        count = val_size if val_size is not None else max(1, round(fraction * len(pool)))
+        if not 0 < count < len(pool):
+            raise DataError(f"--val-size must be between 1 and {len(pool) - 1} for this data set, not {count}")
+        rest, carved = carve(count, len(pool), seed, pool.targets if labels is not None else None)
+        train, val = pool.subset(rest), pool.subset(carved)
+        what = f"{count} images" if val_size is not None else f"{fraction:.0%} of the training images"
+        how.append(f"validation carved: {what}{', stratified by class' if labels is not None else ''}")
+    how.append(f"seed {seed}")
+    if len(train) == 0:
+        raise DataError(f"{layout.source.describe(layout.root)}: no training images left after the split")
+    return train, val, test, "; ".join(how)
+
+
+def load_folder(path: str | os.PathLike, *, image_size: str | None = None, val_size: int | None = None,
+                split_seed: int = 0, train_limit: int | None = None, max_data_gb: float | None = None) -> DataSplits:
+    """A user's data set (folder, ``.zip`` or ``dataset.yaml``) as split uint8 tensors with its card."""
+    layout = find_layout(path)
+    where = layout.source.describe(layout.root)
+    requested = parse_image_size(image_size, "--image-size") if image_size else layout.spec.image_size
+    files = [item.image for item in layout.items] + [item.target for item in layout.items
+                                                     if isinstance(item.target, str)]
+    # Keyed by the files and the requests, not by what they resolve to: a hit needs no header read.
+    key = cache.cache_key(layout.source, files, {"kind": layout.kind, "size": requested, "channels": layout.spec.channels,
+                                                 "classes": layout.classes, "splits": [i.split for i in layout.items]})
+    entry = cache.load_entry(key)
+    if entry is None:
+        choices: list[str] = [f"layout: {layout.description} ({layout.kind})"]
+        arrays, headers = _read(layout, requested, max_data_gb, choices)
+        original = [[int(h), int(w)] for h, w, _ in headers]
+        cache.save_entry(key, arrays, {"choices": choices, "original_sizes": original})
+        choices.append("decoded and cached")
+    else:
+        arrays, meta = entry
+        choices, original = list(meta["choices"]), meta["original_sizes"]
+        choices.append("read from the cache (files unchanged since they were decoded)")
+    classes = (layout.classes if layout.kind == "classification"
+               else _segmentation_classes(layout, arrays["targets"], choices))
+    full = ImageSet(torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["targets"]))
+    train, val, test, how = _split(layout, full, layout.kind, val_size, split_seed, choices)
+    train = limit(train, train_limit, split_seed)
+    choices.extend(layout.notes)
+    augmentations = layout.spec.augmentations or list(AUGMENTATIONS[layout.kind])
+    card = build_card(name=layout.name, kind=layout.kind, classes=classes, train=train, val=val, test=test,
+                      seed=split_seed, how=how, source=where, augmentations=augmentations,
+                      original_sizes=[tuple(size) for size in original], skipped=dict(layout.skipped),
+                      choices=choices)
+    return DataSplits(task=str(path), train=train, val=val, test=test, split_seed=split_seed, source=where, card=card)

@@ -1,0 +1,220 @@
+"""Reading image and mask files into uint8 arrays: any common format, one channel count, one size.
+
+Images: PNG, JPEG, BMP and TIFF; grey, RGB or RGBA (alpha dropped), palette images as their
+colours, 16-bit grey scaled to 8 bits. Masks: single-channel class indices, binary 0/255 (read
+as 0/1), or palette PNGs (the palette index is the class). Decoding is Pillow's.
+
+This module imports neither torch nor the rest of visiontune's data package, so that the
+processes ``data.decode`` starts to decode a large folder in parallel start in a moment. The
+``*_chunk`` functions are what those processes run: a file source is named by a picklable
+spec, ``("folder", ROOT)`` or ``("zip", ARCHIVE)``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+
+import numpy as np
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from visiontune.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MASK_SUFFIXES = (".png", ".tif", ".tiff")
+SYSTEM_FILES = (".ds_store", "thumbs.db", "desktop.ini")  # what operating systems leave behind
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+
+
+def skip_reason(name: str) -> str | None:
+    """Why a file in a data folder is not an image to read (None: it is one)."""
+    lower = name.lower()
+    if lower in SYSTEM_FILES or name.startswith(".") or name.startswith("._"):
+        return "system or hidden files"
+    if not lower.endswith(IMAGE_SUFFIXES):
+        return "non-image files"
+    return None
+
+
+def _format_of(data: bytes) -> tuple[str, ...] | None:
+    """Pillow's format name from a file's signature, so that Pillow tries that plugin alone."""
+    if data[:8] == PNG_SIGNATURE:
+        return ("PNG",)
+    if data[:3] == JPEG_SIGNATURE:
+        return ("JPEG",)
+    return None
+
+
+def _open(data: bytes, where: str, what: str) -> Image.Image:
+    try:
+        # A PNG straight to its plugin: Image.open's format probing costs as much as decoding a small file.
+        image = (PngImagePlugin.PngImageFile(io.BytesIO(data)) if data[:8] == PNG_SIGNATURE
+                 else Image.open(io.BytesIO(data), formats=_format_of(data)))
+        image.load()  # decode now: a truncated file fails here, not later
+        return image
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        reason = " ".join((str(error) or type(error).__name__).split())
+        raise DataError(f"{where}: unreadable {what} ({reason})") from None
+
+
+def image_header(data: bytes, where: str) -> tuple[int, int, int]:
+    """(height, width, channels) of an image file from its header, without decoding it."""
+    if data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 26:
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        return height, width, 1 if data[25] in (0, 4) else 3  # colour types 0 and 4 are grey
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            channels = 1 if image.mode in GREY_MODES else 3
+            return image.height, image.width, channels
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        reason = " ".join((str(error) or type(error).__name__).split())
+        raise DataError(f"{where}: unreadable image ({reason})") from None
+
+
+def _to_uint8_grey(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float grey: scale to 0-255
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scale = 255.0 / (high - low) if high > low else 0.0
+        return ((values - low) * scale).round().astype(np.uint8)
+    return np.asarray(image.convert("L"))
+
+
+def _resize(array: np.ndarray, size: tuple[int, int] | None, resample) -> np.ndarray:
+    """(C, H, W) or (H, W) uint8 resized with Pillow (``resample``: BILINEAR or NEAREST)."""
+    if size is None or array.shape[-2:] == tuple(size):
+        return array
+    if array.ndim == 2:
+        return np.asarray(Image.fromarray(array).resize((size[1], size[0]), resample))
+    planes = [np.asarray(Image.fromarray(plane).resize((size[1], size[0]), resample)) for plane in array]
+    return np.stack(planes)
+
+
+def decode_image(data: bytes, where: str, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+    """An image file as uint8 ``(channels, height, width)``, resized (bilinear) to ``size``."""
+    return _image_array(_open(data, where, "image"), channels, size)
+
+
+def _image_array(image: Image.Image, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+    if channels == 1 and image.mode == "L":  # the common case, without a conversion
+        return _resize(np.asarray(image), size, Image.BILINEAR)[None]
+    if channels == 1:
+        return _resize(_to_uint8_grey(image), size, Image.BILINEAR)[None]
+    if image.mode in GREY_MODES:
+        image = Image.fromarray(_to_uint8_grey(image))
+    image = image.convert("RGB")  # RGBA: alpha dropped; palette: its colours; grey: replicated
+    return _resize(np.asarray(image).transpose(2, 0, 1), size, Image.BILINEAR)
+
+
+def decode_mask(data: bytes, where: str, size: tuple[int, int] | None) -> np.ndarray:
+    """A mask file as class indices, uint8 ``(height, width)``, resized (nearest) to ``size``.
+
+    Binary masks stored as 0/255 read as 0/1; a palette PNG's indices are its classes.
+    """
+    image = _open(data, where, "mask")
+    if image.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
+        raise DataError(f"{where}: a mask must be a single-channel image of class indices (grey or palette), "
+                        f"not {image.mode}")
+    values = np.asarray(image.convert("L") if image.mode == "1" else image)
+    if values.max(initial=0) > 255:
+        raise DataError(f"{where}: mask values up to {int(values.max())}; at most 256 classes are supported")
+    values = values.astype(np.uint8)
+    present = np.unique(values)
+    if len(present) <= 2 and present.max(initial=0) == 255:  # binary 0/255
+        values = (values == 255).astype(np.uint8)
+    return resize_mask(values, size)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """A mask of class indices resized to ``size`` by nearest neighbour (unchanged where it fits)."""
+    return _resize(mask, size, Image.NEAREST)
+
+
+# --------------------------------------------------------------------- files, for worker processes
+HEAD_BYTES = 65536  # enough of a file for its header (a JPEG's size follows its EXIF block)
+_ARCHIVES: dict[str, zipfile.ZipFile] = {}
+
+
+def describe_file(spec: tuple[str, str], name: str) -> str:
+    """A file of a source as error messages name it."""
+    kind, where = spec
+    return f"{where}:{name}" if kind == "zip" else os.path.join(where, name)
+
+
+def read_file(spec: tuple[str, str], name: str, limit: int = -1) -> bytes:
+    """The bytes of a file (its first ``limit`` bytes) of a source spec."""
+    kind, where = spec
+    try:
+        if kind == "zip":
+            if where not in _ARCHIVES:
+                _ARCHIVES[where] = zipfile.ZipFile(where)
+            with _ARCHIVES[where].open(name) as stream:
+                return stream.read(limit)
+        with open(os.path.join(where, name), "rb") as stream:
+            return stream.read(limit)
+    except (OSError, KeyError, zipfile.BadZipFile) as error:
+        raise DataError(f"{describe_file(spec, name)}: cannot read ({getattr(error, 'strerror', None) or error})") from None
+
+
+def headers_chunk(spec: tuple[str, str], names: list[str]) -> np.ndarray:
+    """(height, width, channels) of each image file, from the start of the file."""
+    out = np.zeros((len(names), 3), dtype=np.int64)
+    for index, name in enumerate(names):
+        try:
+            out[index] = image_header(read_file(spec, name, HEAD_BYTES), name)
+        except DataError:  # a header beyond the first bytes, or a broken file: read it whole
+            out[index] = image_header(read_file(spec, name), describe_file(spec, name))
+    return out
+
+
+def images_chunk(spec: tuple[str, str], names: list[str], channels: int, size: tuple[int, int]) -> np.ndarray:
+    """Images decoded to uint8 ``(len(names), channels, height, width)``."""
+    out = np.empty((len(names), channels, size[0], size[1]), dtype=np.uint8)
+    for index, name in enumerate(names):
+        try:
+            out[index] = decode_image(read_file(spec, name), name, channels, size)
+        except DataError as error:  # named in full only when it is needed
+            raise DataError(str(error).replace(name, describe_file(spec, name), 1)) from None
+    return out
+
+
+def masks_chunk(spec: tuple[str, str], names: list[str], image_names: list[str], shapes: list[tuple[int, int]],
+                declared: int | None, size: tuple[int, int]) -> np.ndarray:
+    """Masks decoded to class indices ``(len(names), height, width)``, checked against their image's
+    size and the declared classes, then resized by nearest neighbour."""
+    out = np.empty((len(names), size[0], size[1]), dtype=np.uint8)
+    for index, (name, image_name, shape) in enumerate(zip(names, image_names, shapes)):
+        where = describe_file(spec, name)
+        mask = decode_mask(read_file(spec, name), where, None)
+        if mask.shape != tuple(shape):
+            raise DataError(f"{where}: mask is {mask.shape[0]}x{mask.shape[1]} but its image "
+                            f"{describe_file(spec, image_name)} is {shape[0]}x{shape[1]}")
+        if declared and int(mask.max()) >= declared:
+            raise DataError(f"{where}: mask value {int(mask.max())} is outside the {declared} classes declared "
+                            f"(0..{declared - 1})")
+        out[index] = resize_mask(mask, size)
+    return out
+
+
+def uniform_images_chunk(spec: tuple[str, str], names: list[str], channels: int, size: tuple[int, int],
+                         grey_only: bool) -> tuple[np.ndarray, np.ndarray, bool]:
+    """One pass for a folder whose sampled images all share ``size`` (and, with ``grey_only``, are
+    all grey): (images, headers, True), each file read once; (..., False) as soon as a file
+    breaks that assumption, and the caller takes the two-pass way."""
+    out = np.empty((len(names), channels, size[0], size[1]), dtype=np.uint8)
+    headers = np.zeros((len(names), 3), dtype=np.int64)
+    for index, name in enumerate(names):
+        data = read_file(spec, name)
+        try:
+            image = _open(data, name, "image")
+        except DataError as error:
+            raise DataError(str(error).replace(name, describe_file(spec, name), 1)) from None
+        grey = image.mode in GREY_MODES
+        headers[index] = (image.height, image.width, 1 if grey else 3)
+        if (image.height, image.width) != tuple(size) or (grey_only and not grey):
+            return out, headers, False
+        out[index] = _image_array(image, channels, None)
+    return out, headers, True
