@@ -118,7 +118,7 @@ def command_search(args: argparse.Namespace) -> int:
         run_search(SearchOptions(**given), resume=True)
         return 0
     if not args.task:
-        raise VisiontuneError("search needs a TASK (mnist or warwick), or --list-spaces")
+        raise VisiontuneError(f"search needs a TASK ({', '.join(TASKS)}), or --list-spaces")
     run_search(SearchOptions(task=args.task, **given))
     return 0
 
@@ -130,7 +130,7 @@ def add_search_parser(commands) -> None:
         description="Search a space of configurations: Optuna proposes trials (TPE by default), ASHA stops weak "
                     "ones early on the validation metric, Ray runs them in parallel on CPUs or GPU fractions. "
                     "The top-k trials by validation are evaluated once on the test split.")
-    search.add_argument("task", nargs="?", choices=list(TASKS), help="mnist or warwick")
+    search.add_argument("task", nargs="?", choices=list(TASKS), help="a built-in task")
     search.add_argument("--list-spaces", action="store_true", help="list the named search spaces and exit")
     search.add_argument("--resume", action="store_true", help="continue the search --name after an interruption")
     from visiontune.search.options import SearchOptions
@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one configuration and evaluate it on the test split",
                                 description="Train one configuration: keep the best epoch by the validation "
                                             "metric, evaluate it once on the test split, write a run folder.")
-    train.add_argument("task", choices=list(TASKS), help="mnist or warwick")
+    train.add_argument("task", choices=list(TASKS), help="a built-in task")
     train.add_argument("--config", metavar="FILE", help="JSON file of settings (e.g. a run's config.json); "
                                                          "options given on the command line override it")
     train.add_argument("--out", metavar="DIR", help="run folder to create (default runs/train-TASK-MODEL-TIME)")

@@ -67,7 +67,7 @@ class SearchOptions(TrialResources, DataOptions):
 
     OPTION_GROUPS = (WHAT, WHERE)  # the order of the sections in --help (the data options last)
 
-    task: str = option("", "mnist or warwick", cli=False)  # the command's positional argument
+    task: str = option("", "a built-in task", cli=False)  # the command's positional argument
     space: str | None = option(None, "named space (see --list-spaces) or a YAML/JSON file; default: the task's "
                                      "full space", metavar="NAME|FILE", group=WHAT)
     trials: int | None = option(None, f"number of trials (default {DEFAULT_TRIALS}; grid: every point)",
