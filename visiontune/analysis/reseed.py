@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
-from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd

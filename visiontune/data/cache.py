@@ -67,11 +67,13 @@ def load_entry(key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
 def save_entry(key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Write an entry atomically; a cache that cannot be written is only a slower next run."""
     folder = cache_dir()
+    temporary = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".npz")
         with os.fdopen(descriptor, "wb") as stream:
             np.savez(stream, meta=np.array(json.dumps(meta)), **arrays)
         os.replace(temporary, folder / f"{key}.npz")
-    except OSError:
-        pass
+    except OSError:  # a full disk or a read-only cache: the next run decodes again
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
