@@ -136,3 +136,23 @@ def test_real_warwick_short_train_beats_all_gland_floor(warwick_root, tmp_path, 
                          "--batch-size", "4", "--epochs", "10", "--out", str(out), "--threads", "2")
     result = json.loads((out / "result.json").read_text())
     assert code == 0 and result["test/dice"] > 0.70  # "all gland" scores about 0.64
+
+
+@pytest.mark.parametrize("command", ["train", "search", "analyze", "reproduce", "data"])
+def test_every_command_has_help_listing_every_generated_option(command, capsys):
+    """The options generated from the dataclasses show in --help (and the help text formats)."""
+    import dataclasses
+
+    from visiontune.data.options import DataOptions
+    from visiontune.options import flag_of
+    from visiontune.search.options import SearchOptions, TrialResources
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    shown = capsys.readouterr().out
+    expected = {"search": SearchOptions, "analyze": TrialResources, "data": DataOptions}.get(command)
+    for spec in dataclasses.fields(expected) if expected else []:
+        if spec.metadata.get("cli", True):
+            flag = flag_of(spec) if spec.default is not True else "--no-" + spec.name.replace("_", "-")
+            assert flag in shown, (command, flag)

@@ -72,8 +72,9 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, only: Iterable[st
         base = _base_type(hints[spec.name])
         default = spec.default if spec.default is not dataclasses.MISSING else None
         hidden = default is None or default is False or default == "" or base is bool or meta.get("repeat")
+        text = meta.get("help", "") + ("" if hidden else f" [{default}]")
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": spec.name,
-                                  "help": meta.get("help", "") + ("" if hidden else f" [{default}]")}
+                                  "help": text.replace("%", "%%")}  # argparse %-formats help text
         flag = flag_of(spec)
         if base is bool and default is None:
             kwargs["action"] = argparse.BooleanOptionalAction  # unset, on or off (over a --config file)
