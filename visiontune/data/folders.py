@@ -131,7 +131,7 @@ def read_spec(source: FileSource, root: str) -> DatasetSpec:
     return parse_spec(data, where)
 
 
-def _class_items(source: FileSource, folder: str, split: str, skipped: Counter) -> dict[str, list[str]]:
+def _class_items(source: FileSource, folder: str, skipped: Counter) -> dict[str, list[str]]:
     """``{class name: image files}`` of a folder of class folders."""
     classes = {}
     for name in sorted(_subdirs(source, folder)):
@@ -206,7 +206,7 @@ def find_layout(path: str | os.PathLike) -> Layout:
     kind = _detect_kind(source, folders.get("train", root), spec)
     items: list[Item] = []
     if kind == "classification":
-        per_split = {split: _class_items(source, folder, split, skipped) for split, folder in folders.items()}
+        per_split = {split: _class_items(source, folder, skipped) for split, folder in folders.items()}
         first = "train" if splits else ""
         classes = sorted(per_split[first])
         if spec.classes:

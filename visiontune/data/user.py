@@ -112,7 +112,8 @@ def _read(layout: Layout, requested: list[int] | None, max_data_gb: float | None
             decoded = decoder.run_uniform(names, channels, size, grey_only=grey)
         if decoded is not None:
             images, headers = decoded
-            _choose_size(headers, requested, choices), _choose_channels(headers, layout.spec.channels, choices)
+            _choose_size(headers, requested, choices)  # for the choices it records: one size, kept
+            _choose_channels(headers, layout.spec.channels, choices)
         else:
             headers = decoder.run(imageio.headers_chunk, [names], (), np.zeros((len(items), 3), dtype=np.int64),
                                   "reading image headers")

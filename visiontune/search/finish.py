@@ -59,15 +59,13 @@ def evaluate_on_test(config: dict[str, Any], state: dict[str, Any], data: DataSp
     return metrics, arrays
 
 
-def evaluate_top_k(result_grid, ranked: list[tuple[TrialRecord, float | None, int]], metric: str, data: DataSplits,
-                   top_k: int, progress: Callable[[str], None]) -> tuple[dict[str, dict], dict[str, bytes]]:
+def evaluate_top_k(results: dict[str, Any], ranked: list[tuple[TrialRecord, float | None, int]], metric: str,
+                   data: DataSplits, top_k: int, progress: Callable[[str], None]) -> tuple[dict[str, dict], dict[str, bytes]]:
     """Evaluate the ``top_k`` best trials once on the test split, from their best checkpoints.
 
-    Returns ``{trial_id: {"rank", "best_epoch", "best_METRIC", "test/...", "config"}}`` and, per
+    ``results`` maps trial ids to their ``ray.tune.Result``. Returns ``{trial_id: {"rank", "best_epoch", "best_METRIC", "test/...", "config"}}`` and, per
     trial, the predictions as ``.npz`` bytes.
     """
-    results = {str((r.metrics or {}).get(record.TRIAL_ID) or Path(r.path or "").name.removeprefix(
-        record.TRIAL_PREFIX)): r for r in result_grid}
     evaluated, predictions = {}, {}
     candidates = [(trial, value) for trial, value, _ in ranked if value is not None][:top_k]
     for position, (trial, value) in enumerate(candidates, start=1):
@@ -112,9 +110,11 @@ def finish_search(result_grid, options: SearchOptions, plan: SearchPlan, splits:
                   checkpoints_deleted: int, progress: Callable[[str], None]) -> dict[str, Any]:
     """Rank the trials, evaluate the top-k on test once, write the run folder's summary files."""
     metric = plan.metric
-    trials = [record.trial_from_result(r, store.root, options.max_epochs, plan.deadline) for r in result_grid]
+    results = list(result_grid)
+    trials = [record.trial_from_result(r, store.root, options.max_epochs, plan.deadline) for r in results]
     ranked = record.rank(trials, metric)
-    test, predictions = evaluate_top_k(result_grid, ranked, metric, splits, options.top_k, progress)
+    by_id = {trial.trial_id: result for trial, result in zip(trials, results)}
+    test, predictions = evaluate_top_k(by_id, ranked, metric, splits, options.top_k, progress)
     table = record.ranked_table(trials, metric, test)
     store.write_text(record.TRIALS_CSV, table.to_csv(index=False))
     store.write_text(record.TRIALS_JSON, json.dumps([t.summary(metric) for t, _, _ in ranked], indent=2, default=str))
