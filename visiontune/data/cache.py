@@ -21,7 +21,7 @@ import numpy as np
 from visiontune.data.images import FileSource, FolderSource, ZipSource
 from visiontune.data.paths import default_cache_dir
 
-FORMAT = 1  # bump when what an entry holds changes
+FORMAT = 2  # bump when what an entry holds changes
 
 
 def cache_dir() -> Path:

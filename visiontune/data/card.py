@@ -86,18 +86,17 @@ def array_hash(*arrays: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-def size_summary(sizes: list[tuple[int, int]]) -> dict[str, list[int]]:
-    """Smallest, median and largest [height, width] of a list of image sizes."""
-    if not sizes:
+def size_summary(sizes) -> dict[str, list[int]]:
+    """Smallest, median and largest [height, width] of image sizes (an ``(N, 2)`` array or list of pairs)."""
+    sizes = np.asarray(sizes).reshape(-1, 2)
+    if not len(sizes):
         return {}
-    heights, widths = np.array([s[0] for s in sizes]), np.array([s[1] for s in sizes])
-    return {"min": [int(heights.min()), int(widths.min())],
-            "median": [int(np.median(heights)), int(np.median(widths))],
-            "max": [int(heights.max()), int(widths.max())]}
+    return {"min": [int(v) for v in sizes.min(axis=0)], "median": [int(v) for v in np.median(sizes, axis=0)],
+            "max": [int(v) for v in sizes.max(axis=0)]}
 
 
 def build_card(*, name: str, kind: str, classes: list[str], train, val, test, seed: int, how: str, source: str,
-               augmentations: list[str] | None = None, original_sizes: list[tuple[int, int]] | None = None,
+               augmentations: list[str] | None = None, original_sizes=None,
                skipped: dict[str, int] | None = None, choices: list[str] | None = None) -> DatasetCard:
     """The card of a data set split into ``train``, ``val`` and ``test`` (``ImageSet``\\ s)."""
     mean, std = channel_statistics(train.images)
@@ -108,7 +107,8 @@ def build_card(*, name: str, kind: str, classes: list[str], train, val, test, se
         split={"sizes": {key: len(part) for key, part in splits.items()}, "seed": seed, "how": how},
         augmentations=list(augmentations if augmentations is not None else AUGMENTATIONS[kind]), source=source,
         counts={key: class_counts(part.targets, kind, classes) for key, part in splits.items()},
-        original_sizes=size_summary(original_sizes or [(int(train.images.shape[2]), int(train.images.shape[3]))]),
+        original_sizes=size_summary(original_sizes if original_sizes is not None
+                                    else [(int(train.images.shape[2]), int(train.images.shape[3]))]),
         skipped=dict(skipped or {}), choices=list(choices or []),
         fingerprint=array_hash(*(t for part in splits.values() for t in (part.images, part.targets))))
 

@@ -40,7 +40,7 @@ def available_memory() -> int:
 
 
 def _choose_size(headers: np.ndarray, requested: list[int] | None, choices: list[str]) -> tuple[int, int]:
-    sizes = {(int(h), int(w)) for h, w in headers[:, :2]}
+    sizes = {(int(h), int(w)) for h, w in np.unique(headers[:, :2], axis=0)}
     if requested:
         choices.append(f"every image resized to {requested[0]}x{requested[1]} (as asked; masks by nearest neighbour)")
         return requested[0], requested[1]
@@ -82,6 +82,8 @@ def _check_memory(count: int, channels: int, size: tuple[int, int], masks: bool,
                         f"over the limit of {limit_bytes / 1e9:.1f} GB (--max-data-gb); choose a smaller "
                         "--image-size")
 
+
+ORIGINAL_SIZES = "original_sizes"  # the cached array of every image's [height, width] as read
 
 SAMPLE = 256  # images whose headers are read first, to choose between one pass and two
 
@@ -197,12 +199,12 @@ def load_folder(path: str | os.PathLike, *, image_size: str | None = None, val_s
     if entry is None:
         choices: list[str] = [f"layout: {layout.description} ({layout.kind})"]
         arrays, headers = _read(layout, requested, max_data_gb, choices)
-        original = [[int(h), int(w)] for h, w, _ in headers]
-        cache.save_entry(key, arrays, {"choices": choices, "original_sizes": original})
+        arrays[ORIGINAL_SIZES] = np.ascontiguousarray(headers[:, :2], dtype=np.int32)
+        cache.save_entry(key, arrays, {"choices": choices})
         choices.append("decoded and cached")
     else:
         arrays, meta = entry
-        choices, original = list(meta["choices"]), meta["original_sizes"]
+        choices = list(meta["choices"])
         choices.append("read from the cache (files unchanged since they were decoded)")
     classes = (layout.classes if layout.kind == "classification"
                else _segmentation_classes(layout, arrays["targets"], choices))
@@ -213,6 +215,6 @@ def load_folder(path: str | os.PathLike, *, image_size: str | None = None, val_s
     augmentations = layout.spec.augmentations or list(AUGMENTATIONS[layout.kind])
     card = build_card(name=layout.name, kind=layout.kind, classes=classes, train=train, val=val, test=test,
                       seed=split_seed, how=how, source=where, augmentations=augmentations,
-                      original_sizes=[tuple(size) for size in original], skipped=dict(layout.skipped),
+                      original_sizes=arrays[ORIGINAL_SIZES], skipped=dict(layout.skipped),
                       choices=choices)
     return DataSplits(task=str(path), train=train, val=val, test=test, split_seed=split_seed, source=where, card=card)
