@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:  # bad --space, --set or data: a one-line error now, not a traceback after Ray has started
         fixed = parse_set_options(args.fixed)
-        check_space(resolve_space("warwick", args.space), {"task": "warwick", **fixed})
+        card = load_splits("warwick", synthetic=True).card  # the kind and shape only
+        check_space(resolve_space(card, args.space), {"task": "warwick", **fixed}, card)
         splits = load_splits("warwick", data_dir=args.data_dir, download=False)
     except VisiontuneError as error:
         parser.error(str(error))

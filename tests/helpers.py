@@ -83,3 +83,15 @@ def write_zip(path: Path, files: dict[str, bytes]) -> Path:
         for name, data in files.items():
             archive.writestr(name, data)
     return path
+
+
+_CARDS: dict = {}
+
+
+def builtin_card(task: str):
+    """The card of a built-in task, from its synthetic stand-in (same kind, classes and shape)."""
+    if task not in _CARDS:
+        from visiontune.data import load_splits
+
+        _CARDS[task] = load_splits(task, synthetic=True).card
+    return _CARDS[task]

@@ -54,7 +54,7 @@ def test_graphed_training_matches_eager_training(case, digits_splits, glands_spl
     assert graphed._graph is not None  # the graph really ran
     # Same kernels, same order: equal up to cuDNN's choice of algorithm (float rounding).
     assert graphed_losses == pytest.approx(eager_losses, rel=2e-2, abs=1e-3)
-    metric = eager.spec.val_metric
+    metric = eager.kind.val_metric
     assert graphed.evaluate("val")[metric] == pytest.approx(eager.evaluate("val")[metric], abs=0.03)
     assert graphed_losses[-1] < graphed_losses[0]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import builtin_card
 
 from visiontune.config import TrainConfig
 from visiontune.engine import Trainer, TrainingDiverged, soft_dice_loss
@@ -161,4 +162,4 @@ def test_tta_is_refused_for_classification():
     from visiontune.errors import ConfigError
 
     with pytest.raises(ConfigError, match="tta must be one of none for classification"):
-        digits_config(tta="d4").validate()
+        digits_config(tta="d4").validate(builtin_card("mnist"))

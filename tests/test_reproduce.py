@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import builtin_card
 
 from visiontune.errors import ConfigError
 from visiontune.search_spaces.declarative import DeclarativeSpace
@@ -13,7 +14,7 @@ from visiontune.studies import STUDIES, get_study
 
 def test_grid_rows_run_every_row_with_every_combination_in_order():
     space = DeclarativeSpace({"rows": [{"optimizer": "sgd", "lr": 0.1}, {"optimizer": "adam", "lr": 0.001}],
-                              "params": {"model": "cnn", "seed": [0, 1]}}, "mnist", "t.yaml")
+                              "params": {"model": "cnn", "seed": [0, 1]}}, builtin_card("mnist"), "t.yaml")
     assert space.grid_points() == [
         {"optimizer": "sgd", "lr": 0.1, "model": "cnn", "seed": 0},
         {"optimizer": "sgd", "lr": 0.1, "model": "cnn", "seed": 1},
@@ -34,7 +35,7 @@ def test_grid_rows_run_every_row_with_every_combination_in_order():
 ])
 def test_bad_grid_rows_are_one_line_errors(rows, message):
     with pytest.raises(ConfigError, match=message):
-        DeclarativeSpace({"rows": rows, "params": {"model": "cnn"}}, "mnist", "t.yaml")
+        DeclarativeSpace({"rows": rows, "params": {"model": "cnn"}}, builtin_card("mnist"), "t.yaml")
 
 
 def test_a_space_with_rows_is_refused_by_tpe_before_ray_starts(tmp_path):
@@ -43,18 +44,20 @@ def test_a_space_with_rows_is_refused_by_tpe_before_ray_starts(tmp_path):
     path = tmp_path / "rows.json"
     path.write_text(json.dumps({"rows": [{"lr": 0.1}, {"lr": 0.01}], "params": {"model": "cnn"}}))
     with pytest.raises(ConfigError, match="lists rows of settings: run it with --searcher grid"):
-        check_options(SearchOptions(task="mnist", space=str(path), searcher="tpe", synthetic=True))
+        check_options(SearchOptions(task="mnist", space=str(path), searcher="tpe", synthetic=True),
+                      builtin_card("mnist"))
 
 
 def test_every_study_is_a_valid_grid_with_the_reports_settings():
     from visiontune.config import config_from_dict
 
     for study in STUDIES.values():
-        space = DeclarativeSpace(study.space(seeds=3), study.task, study.name)
+        card = builtin_card(study.task)
+        space = DeclarativeSpace(study.space(seeds=3), card, study.name)
         points = space.grid_points()
         assert len(points) == 3 * len(study.rows)
         for point in points:
-            config_from_dict({**point, "task": study.task, "epochs": 1}, study.name)
+            config_from_dict({**point, "task": study.task, "epochs": 1}, study.name, card)
             assert study.row_of(point) is not None
     cnn = get_study("1.2-cnn").space(1)["params"]
     assert (cnn["blocks"], cnn["width"], cnn["optimizer"], cnn["lr"], cnn["batch_size"]) == (3, 8, "sgd", 0.1, 32)

@@ -17,6 +17,7 @@ import pytest
 
 import faulty_trainables
 import measured_trainables
+from helpers import builtin_card
 from visiontune.cli import main
 from visiontune.search import REPORT_BEST, SearchOptions, run_search
 
@@ -91,7 +92,7 @@ def test_same_seed_proposes_the_same_configurations(ray_address):
 
     def proposals(seed: int) -> list[dict]:
         options = SearchOptions(task="mnist", space="mnist", trials=6, seed=seed, name=f"seed{seed}")
-        plan = check_options(options)
+        plan = check_options(options, builtin_card("mnist"))
         searcher = make_searcher(options, plan)
         return [searcher.suggest(f"t{index}") for index in range(6)]
 

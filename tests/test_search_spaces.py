@@ -6,6 +6,9 @@ import pytest
 import torch
 
 from visiontune.config import config_from_dict
+from helpers import builtin_card
+
+from visiontune.data.card import build_card
 from visiontune.data.splits import DataSplits
 from visiontune.data.synthetic import synthetic_digits, synthetic_glands
 from visiontune.engine import Trainer, TrainingDiverged
@@ -19,13 +22,18 @@ def tiny_splits(task: str) -> DataSplits:
         make = lambda n, s: synthetic_digits(n, s)  # noqa: E731
     else:
         make = lambda n, s: synthetic_glands(n, s, size=32)  # noqa: E731  (32 = 2**5: every depth fits)
-    return DataSplits(task, make(6, 0), make(3, 1), make(3, 2), split_seed=0, source="tiny")
+    train, val, test = make(6, 0), make(3, 1), make(3, 2)
+    kind = "classification" if task == "mnist" else "segmentation"
+    classes = [str(d) for d in range(10)] if task == "mnist" else ["background", "gland"]
+    card = build_card(name=task, kind=kind, classes=classes, train=train, val=val, test=test, seed=0, how="tiny",
+                      source="tiny")
+    return DataSplits(task, train, val, test, split_seed=0, source="tiny", card=card)
 
 
 @pytest.mark.parametrize("name, task", [(name, task) for name, task, _ in list_spaces()])
 def test_every_sampled_configuration_builds_and_trains_one_step(name, task):
     """Property test: 40 random configurations per space, each built and stepped once."""
-    space = resolve_space(task, name)
+    space = resolve_space(builtin_card(task), name)
     splits = tiny_splits(task)
     # The GPU-sized spaces hold 64-wide nets, seconds a step on a CPU: fewer draws keep CI short.
     configs = space.sample(12 if name.endswith("-gpu") else 40, seed=1)
@@ -44,7 +52,7 @@ def test_every_sampled_configuration_builds_and_trains_one_step(name, task):
 
 
 def test_conditional_parameters_appear_only_in_their_branch():
-    space = resolve_space("mnist", "mnist")
+    space = resolve_space(builtin_card("mnist"), "mnist")
     for config in space.sample(200, seed=3):
         assert ("hidden" in config) == (config["model"] == "fnn")
         assert ("blocks" in config) == (config["model"] == "cnn")
@@ -55,9 +63,9 @@ def test_conditional_parameters_appear_only_in_their_branch():
 
 def test_named_space_for_the_other_task_is_refused():
     with pytest.raises(ConfigError, match="space 'warwick' is for segmentation tasks such as warwick, not mnist"):
-        resolve_space("mnist", "warwick")
+        resolve_space(builtin_card("mnist"), "warwick")
     with pytest.raises(ConfigError, match="unknown space 'nope'; named spaces for mnist: mnist, mnist-cnn"):
-        resolve_space("mnist", "nope")
+        resolve_space(builtin_card("mnist"), "nope")
 
 
 def test_yaml_space_with_conditions_and_grid(tmp_path):
@@ -70,7 +78,7 @@ def test_yaml_space_with_conditions_and_grid(tmp_path):
         "  lr: {loguniform: [1.0e-4, 1.0e-1]}\n"
         "  momentum: {uniform: [0.0, 0.9], when: {optimizer: sgd}}\n"
         "  depth: {int: [2, 4]}\n")
-    space = resolve_space("warwick", str(path))
+    space = resolve_space(builtin_card("warwick"), str(path))
     assert space.description == "lr and momentum"
     configs = space.sample(50, seed=0)
     assert all(c["model"] == "fcn2" and 1e-4 <= c["lr"] <= 0.1 and c["depth"] in (2, 3, 4) for c in configs)
@@ -78,7 +86,7 @@ def test_yaml_space_with_conditions_and_grid(tmp_path):
     with pytest.raises(ConfigError, match="lr: a grid search needs a list of values"):
         space.grid()
     grid = DeclarativeSpace({"params": {"model": "fcn2", "batch_size": [8, 16], "lr": [0.01, 0.001]}},
-                            "warwick", "g")
+                            builtin_card("warwick"), "g")
     assert grid.grid_size() == 4
     assert {(p["batch_size"], p["lr"]) for p in grid.grid_points()} == {(8, 0.01), (8, 0.001), (16, 0.01), (16, 0.001)}
 
@@ -102,22 +110,22 @@ def test_bad_space_files_are_rejected_with_one_line(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message) as raised:
-        resolve_space("warwick", str(path))
+        resolve_space(builtin_card("warwick"), str(path))
     assert "\n" not in str(raised.value) and str(path) in str(raised.value)
 
 
 def test_space_combinations_are_checked_by_sampling(tmp_path):
     path = tmp_path / "mixed.yaml"
     path.write_text("params:\n  model: [cnn, fnn]\n  blocks: [2, 3]\n")  # blocks also sampled for the FNN
-    space = resolve_space("mnist", str(path))
+    space = resolve_space(builtin_card("mnist"), str(path))
     with pytest.raises(ConfigError, match="blocks does not apply to model 'fnn'"):
-        check_space(space, {"task": "mnist", "epochs": 1})
+        check_space(space, {"task": "mnist", "epochs": 1}, builtin_card("mnist"))
 
 
 def test_json_space_file(tmp_path):
     path = tmp_path / "space.json"
     path.write_text('{"params": {"model": "cnn", "width": [8, 16], "lr": {"loguniform": [1e-4, 1e-2]}}}')
-    config = resolve_space("mnist", str(path)).sample(1)[0]
+    config = resolve_space(builtin_card("mnist"), str(path)).sample(1)[0]
     assert config["width"] in (8, 16) and config["model"] == "cnn"
 
 
@@ -126,8 +134,8 @@ def test_warm_start_points_are_checked_against_the_space():
     from visiontune.search_spaces import check_point_in_space
 
     for task in ("mnist", "warwick"):  # the report's best lies in each task's default space
-        check_point_in_space(resolve_space(task, task), REPORT_BEST[task], {"task": task, "epochs": 3})
-    space = resolve_space("warwick", "warwick-unet")
+        check_point_in_space(resolve_space(builtin_card(task), task), REPORT_BEST[task], {"task": task, "epochs": 3})
+    space = resolve_space(builtin_card("warwick"), "warwick-unet")
     with pytest.raises(ConfigError, match="'64' not in"):
         check_point_in_space(space, {"batch_size": 64}, {"task": "warwick"})
     with pytest.raises(ConfigError, match=r"lr=0.5 lies outside the range \[0.0001, 0.002\]"):
@@ -135,4 +143,4 @@ def test_warm_start_points_are_checked_against_the_space():
     with pytest.raises(ConfigError, match="model='fcn2' does not fit space 'warwick-unet', which gives 'unet'"):
         check_point_in_space(space, {"model": "fcn2"}, {"task": "warwick"})
     with pytest.raises(ConfigError, match="hidden=100 is not a setting of space 'mnist'"):
-        check_point_in_space(resolve_space("mnist", "mnist"), {"model": "cnn", "hidden": 100}, {"task": "mnist"})
+        check_point_in_space(resolve_space(builtin_card("mnist"), "mnist"), {"model": "cnn", "hidden": 100}, {"task": "mnist"})

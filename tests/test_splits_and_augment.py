@@ -5,6 +5,7 @@ import torch
 
 from visiontune.data import load_splits
 from visiontune.data.augment import Augmenter, parse_augment
+from visiontune.kinds import KINDS
 from visiontune.data.splits import ImageSet, split_train_val
 from visiontune.errors import ConfigError
 
@@ -41,7 +42,7 @@ def test_load_splits_keeps_test_set_and_records_split():
 
 
 def augmenter(names, seed=0, **kwargs):
-    return Augmenter(parse_augment(names, "segmentation"), torch.Generator().manual_seed(seed),
+    return Augmenter(parse_augment(names, KINDS["segmentation"].augmentations, "segmentation"), torch.Generator().manual_seed(seed),
                      padding="reflection", **kwargs)
 
 
@@ -77,8 +78,8 @@ def test_noise_and_stain_touch_the_image_only_and_are_seeded():
 
 
 def test_digit_augmentations_exclude_flips():
-    assert parse_augment("rotate+shift", "classification") == ("rotate", "shift")
+    assert parse_augment("rotate+shift", KINDS["classification"].augmentations, "classification") == ("rotate", "shift")
     with pytest.raises(ConfigError, match="does not suit classification"):
-        parse_augment("flip", "classification")
+        parse_augment("flip", KINDS["classification"].augmentations, "classification")
     with pytest.raises(ConfigError, match="unknown augmentation 'blur'"):
-        parse_augment("blur", "segmentation")
+        parse_augment("blur", KINDS["segmentation"].augmentations, "segmentation")

@@ -313,3 +313,61 @@ def test_a_size_the_header_sample_missed_falls_back_to_reading_every_header(tmp_
     assert torch.equal(everything.train.images, sampled.train.images)
     assert torch.equal(everything.test.targets, sampled.test.targets)
     assert sampled.card.choices == everything.card.choices
+
+
+def test_the_one_pass_decoder_gives_pillows_pixels_for_every_png_kind_and_jpeg(tmp_path):
+    """The plain-PNG fast path (chunks walked here, pixels by Pillow's C decoder, pasted into one
+    sheet) and the fallback for everything else read what ``Image.open(...).convert`` reads."""
+    from visiontune import imageio
+
+    arrays = {"grey.png": grey(16, 12), "rgb.png": colour(16, 12), "photo.jpg": colour(16, 12),
+              "rgba.png": RNG.integers(0, 256, (16, 12, 4), dtype=np.uint8)}
+    files = {name: encode(array, "JPEG" if name.endswith("jpg") else "PNG") for name, array in arrays.items()}
+    files["palette.png"] = encode(RNG.integers(0, 3, (16, 12), dtype=np.uint8), palette=True)
+    buffer = io.BytesIO()
+    Image.fromarray(RNG.integers(0, 65536, (16, 12), dtype=np.uint16)).save(buffer, format="PNG")  # 16-bit grey
+    files["deep.png"] = buffer.getvalue()
+    root = write_tree(tmp_path / "mixed", files)
+    names = sorted(files)
+    images, headers, uniform = imageio.uniform_images_chunk(("folder", str(root)), names, 3, (16, 12), False)
+    assert uniform and images.shape == (len(names), 3, 16, 12)
+    for index, name in enumerate(names):
+        with Image.open(root / name) as image:
+            if name == "deep.png":  # 16-bit grey is scaled to 0-255 (min to max), then replicated
+                values = np.asarray(image, dtype=np.float64)
+                scaled = ((values - values.min()) * 255.0 / (values.max() - values.min())).round().astype(np.uint8)
+                expected = np.repeat(scaled[None], 3, axis=0)
+            else:
+                expected = np.asarray(image.convert("RGB")).transpose(2, 0, 1)
+        assert np.array_equal(images[index], expected), name
+        assert tuple(headers[index][:2]) == (16, 12)
+    grey_names = ["grey.png", "deep.png"]
+    single, _, uniform = imageio.uniform_images_chunk(("folder", str(root)), grey_names, 1, (16, 12), True)
+    assert uniform and np.array_equal(single[0, 0], arrays["grey.png"])
+    _, _, uniform = imageio.uniform_images_chunk(("folder", str(root)), ["grey.png", "rgb.png"], 1, (16, 12), True)
+    assert not uniform  # a colour file where all were taken for grey: the caller reads headers first
+    corrupt = bytearray(files["rgb.png"])
+    corrupt[60] ^= 0xFF  # inside the pixel data: the C decoder's error, as a one-line DataError
+    (root / "rgb.png").write_bytes(bytes(corrupt))
+    with pytest.raises(DataError, match="rgb.png: unreadable image"):
+        imageio.uniform_images_chunk(("folder", str(root)), ["rgb.png"], 3, (16, 12), False)
+
+
+def test_a_folder_data_set_trains_through_its_card_with_no_task_name_looked_up(tmp_path):
+    """The engine takes kind, classes, channels and size from the card: a 3-class colour set
+    whose name is no built-in task trains, and its model has 3 input channels and 3 outputs."""
+    from visiontune.config import config_from_dict
+    from visiontune.engine import Trainer
+
+    files = {f"{label}/{index}.png": encode(colour(16, 16)) for label in ("ant", "bee", "cat") for index in range(8)}
+    splits = load_splits(str(write_tree(tmp_path / "insects", files)))
+    assert splits.card.name == "insects" and splits.card.channels == 3 and splits.card.image_size == [16, 16]
+    config = config_from_dict({"task": str(tmp_path / "insects"), "blocks": 2, "width": 4, "epochs": 1,
+                               "precision": "fp32"}, card=splits.card)
+    trainer = Trainer(config, splits, device="cpu")
+    first = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 3 and trainer.predict("val").shape == (len(splits.val), 3)
+    trainer.fit_epoch()
+    assert set(trainer.evaluate("val")) >= {"val/loss", trainer.kind.val_metric}
+    with pytest.raises(Exception, match="augmentation 'flip' does not suit insects"):
+        config_from_dict({"task": "insects", "augment": "flip"}, card=splits.card)

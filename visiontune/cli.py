@@ -65,10 +65,13 @@ def command_train(args: argparse.Namespace) -> int:
     from visiontune import runs
     from visiontune.train import train_one
 
-    config = config_from_args(args.task, args)
-    out = Path(args.out) if args.out else Path("runs") / runs.default_run_name("train", args.task, config.model_name())
-    runs.prepare_out_dir(out)  # fail before loading data, not after
+    config = config_from_args(args.task, args)  # the checks that need no data, before loading it
+    if args.out:
+        runs.prepare_out_dir(Path(args.out))
     splits = data_options_from_args(args).load_splits(args.task)
+    config.validate(splits.card)  # the checks that depend on the data set, before anything is written
+    out = Path(args.out) if args.out else Path("runs") / runs.default_run_name(
+        "train", splits.card.name, config.model_name(splits.card.kind))
     result = train_one(config, splits, out, device=args.device, threads=args.threads,
                        progress=(lambda line: None) if args.quiet else print)
     print(f"run folder: {out}")
@@ -97,9 +100,10 @@ def command_data(args: argparse.Namespace) -> int:
 def command_search(args: argparse.Namespace) -> int:
     """Run, resume, or list the spaces of, a hyperparameter search."""
     if args.list_spaces:
+        from visiontune.data import kind_of
         from visiontune.search_spaces import list_spaces
 
-        rows = list_spaces(args.task)
+        rows = list_spaces(kind_of(args.task) if args.task else None)
         width = max(len(name) for name, *_ in rows)
         for name, task, description in rows:
             print(f"{name:<{width}}  {task:<8} {description}")

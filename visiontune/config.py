@@ -19,17 +19,16 @@ from typing import Any
 
 from visiontune.data.augment import parse_augment
 from visiontune.errors import ConfigError
+from visiontune.kinds import KINDS, task_kind
 from visiontune.models import model_entry
-from visiontune.tasks import get_task
+
+if typing.TYPE_CHECKING:
+    from visiontune.data.card import DatasetCard
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 REGULARIZERS = ("none", "l1", "l2")
-LOSSES = {"classification": ("ce",), "segmentation": ("ce", "dice", "ce+dice")}
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16", "auto")
-# Test-time augmentation at evaluation: the mean of the class probabilities over flipped and
-# rotated views. Segmentation only: a flipped or rotated digit can be another digit.
-TTA_MODES = {"classification": ("none",), "segmentation": ("none", "flip", "d4")}
 
 
 def _knob(default: Any, help: str, model: bool = False) -> Any:
@@ -78,25 +77,25 @@ class TrainConfig:
     cuda_graphs: bool = _knob(False, "on CUDA, capture the training step as a CUDA graph and replay it for each "
                                      "full batch (small models are launch-bound); no effect on a CPU")
 
-    def model_name(self) -> str:
-        """The model family, the task's default when unset."""
-        return self.model or get_task(self.task).default_model
+    def model_name(self, kind: str) -> str:
+        """The model family, the default of the task's ``kind`` when unset."""
+        return self.model or task_kind(kind).default_model
 
-    def model_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``build_model``: the set model fields plus the task's shape."""
-        spec = get_task(self.task)
+    def model_kwargs(self, card: "DatasetCard") -> dict[str, Any]:
+        """Keyword arguments for ``build_model``: the set model fields plus the data's shape (its card)."""
         kwargs = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                   if f.metadata.get("model") and getattr(self, f.name) is not None}
-        accepted = model_entry(self.model_name(), spec.kind).parameters()
+        name = self.model_name(card.kind)
+        accepted = model_entry(name, card.kind).parameters()
         stray = sorted(set(kwargs) - set(accepted))
         if stray:
-            settable = [name for name in accepted if name in MODEL_FIELDS]
-            raise ConfigError(f"{', '.join(stray)} does not apply to model {self.model_name()!r} "
+            settable = [parameter for parameter in accepted if parameter in MODEL_FIELDS]
+            raise ConfigError(f"{', '.join(stray)} does not apply to model {name!r} "
                               f"(it takes {', '.join(settable)})")
-        kwargs["in_channels"] = spec.in_channels
-        kwargs["num_classes"] = spec.num_classes
+        kwargs["in_channels"] = card.channels
+        kwargs["num_classes"] = card.num_classes
         if "image_size" in accepted:
-            kwargs["image_size"] = spec.image_size
+            kwargs["image_size"] = card.image_size[0]
         return kwargs
 
     def to_dict(self, compact: bool = False) -> dict[str, Any]:
@@ -104,16 +103,19 @@ class TrainConfig:
         data = dataclasses.asdict(self)
         return {k: v for k, v in data.items() if not (compact and v is None)}
 
-    def validate(self) -> "TrainConfig":
-        """Check every value; a :class:`ConfigError` naming the first bad one."""
-        spec = get_task(self.task)
-        model_entry(self.model_name(), spec.kind)
+    def validate(self, card: "DatasetCard | None" = None) -> "TrainConfig":
+        """Check every value; a :class:`ConfigError` naming the first bad one.
+
+        Without a ``card``, the checks that hold for any data set; with it, also those that
+        depend on the data: its kind's models, losses and test-time augmentations, the
+        augmentations its card permits, and the model's shape arguments.
+        """
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("regularizer", self.regularizer, REGULARIZERS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("precision", self.precision, PRECISIONS)
-        _choice("loss", self.loss, LOSSES[spec.kind], f" for {spec.kind}")
-        _choice("tta", self.tta, TTA_MODES[spec.kind], f" for {spec.kind}")
+        _choice("loss", self.loss, tuple(dict.fromkeys(loss for kind in KINDS.values() for loss in kind.losses)))
+        _choice("tta", self.tta, tuple(dict.fromkeys(mode for kind in KINDS.values() for mode in kind.tta_modes)))
         _positive("lr", self.lr)
         _positive("batch_size", self.batch_size)
         _positive("epochs", self.epochs)
@@ -124,8 +126,19 @@ class TrainConfig:
         for name in ("reg_weight", "rotate_degrees", "shift_pixels", "noise_std", "stain_jitter"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ConfigError(f"{name} must be a non-negative number, not {getattr(self, name)}")
-        parse_augment(self.augment, spec.kind)
-        self.model_kwargs()
+        if card is not None:
+            self.validate_kind(card.task_kind, card.augmentations, f"{card.name} ({card.kind})")
+            self.model_kwargs(card)
+        return self
+
+    def validate_kind(self, kind, augmentations=None, what: str | None = None) -> "TrainConfig":
+        """The checks that depend on the kind of task (a ``kinds.TaskKind``): its models, losses,
+        test-time augmentations, and the ``augmentations`` permitted (default: the kind's)."""
+        model_entry(self.model_name(kind.name), kind.name)
+        _choice("loss", self.loss, kind.losses, f" for {kind.name}")
+        _choice("tta", self.tta, kind.tta_modes, f" for {kind.name}")
+        parse_augment(self.augment, kind.augmentations if augmentations is None else augmentations,
+                      what or kind.name)
         return self
 
 
@@ -164,8 +177,9 @@ def _coerce(name: str, value: Any, where: str) -> Any:
     return value
 
 
-def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
-    """A validated :class:`TrainConfig` from a plain dict; unknown keys are errors."""
+def config_from_dict(data: dict[str, Any], where: str = "config", card: "DatasetCard | None" = None) -> TrainConfig:
+    """A validated :class:`TrainConfig` from a plain dict; unknown keys are errors. With the data
+    set's ``card``, also the checks that depend on the data (``TrainConfig.validate``)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a JSON object of settings, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -174,7 +188,7 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig
         raise ConfigError(f"{where}: unknown setting {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(known))}")
     values = {name: _coerce(name, value, where) for name, value in data.items()}
     try:
-        return TrainConfig(**values).validate()
+        return TrainConfig(**values).validate(card)
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
 

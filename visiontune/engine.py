@@ -31,11 +31,12 @@ from torch import nn
 from visiontune import metrics
 from visiontune.config import TrainConfig
 from visiontune.data.augment import Augmenter, parse_augment
+from visiontune.data.card import DatasetCard
 from visiontune.data.splits import DataSplits, ImageSet
 from visiontune.errors import VisiontuneError
 from visiontune.graphs import WARMUP_STEPS, GraphedStep, on_side_stream
+from visiontune.kinds import TaskKind
 from visiontune.models import build_model, count_parameters
-from visiontune.tasks import TaskSpec, get_task
 
 # Evaluation batch sizes: large, since no gradients are kept (inference mode).
 EVAL_BATCH = {"classification": 2048, "segmentation": 64}
@@ -148,14 +149,16 @@ class Trainer:
         device: str | torch.device | None = "auto",
         threads: int | None = None,
     ) -> None:
-        config.validate()
+        self.card: DatasetCard = data.card  # the task, as the data set describes itself
+        self.kind: TaskKind = self.card.task_kind
+        config.validate(self.card)
         self.config = config
-        self.spec: TaskSpec = get_task(config.task)
         self.device = resolve_device(device)
         if threads:
             torch.set_num_threads(threads)
         torch.manual_seed(config.seed)
-        self.model: nn.Module = build_model(config.model_name(), self.spec.kind, **config.model_kwargs())
+        self.model: nn.Module = build_model(config.model_name(self.card.kind), self.card.kind,
+                                            **config.model_kwargs(self.card))
         # Channels-last suits oneDNN (CPU) and cuDNN alike for every convolutional model here:
         # measured 1.3x per training step for a U-Net on one CPU core, and 1.34x for the report's
         # 8-16-32 CNN at batch 32 on two (benchmarks/loop_throughput.py), same numbers otherwise.
@@ -174,14 +177,14 @@ class Trainer:
         self.optimizer = make_optimizer(config, self.model.parameters(), capturable=self.cuda_graphs)
         self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
                           if config.lr_schedule == "cosine" else None)
-        self.loss_fn = make_loss(self.spec.kind, config.loss)
+        self.loss_fn = make_loss(self.card.kind, config.loss)
         # One generator drives batch order and augmentation: a run is reproducible from its seed.
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.augmenter = Augmenter(
-            parse_augment(config.augment, self.spec.kind), self.generator,
+            parse_augment(config.augment, self.card.augmentations, self.card.name), self.generator,
             rotate_degrees=config.rotate_degrees, shift_pixels=config.shift_pixels,
             noise_std=config.noise_std, stain_jitter=config.stain_jitter,
-            padding="zeros" if self.spec.kind == "classification" else "reflection",
+            padding="zeros" if self.card.kind == "classification" else "reflection",
         )
         self.splits = {name: DeviceSet.from_images(getattr(data, name), self.device, self.channels_last)
                        for name in ("train", "val", "test")}
@@ -277,7 +280,7 @@ class Trainer:
         for start in range(0, count, batch_size):
             index = order[start:start + batch_size]
             images, targets = data.images[index], data.targets[index]
-            if self.augmenter and self.spec.kind == "segmentation":
+            if self.augmenter and self.card.kind == "segmentation":
                 images, targets = self.augmenter(images, targets)  # same transform on the mask
             elif self.augmenter:
                 images, _ = self.augmenter(images)
@@ -298,7 +301,7 @@ class Trainer:
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(f"training diverged in epoch {self.epoch}: the loss is {mean_loss}")
         result = {metrics.TRAIN_LOSS: mean_loss}
-        if self.spec.kind == "classification":
+        if self.card.kind == "classification":
             result["train/acc"] = float(hits) / count
         else:
             result["train/dice_pooled"] = float(hits / total) if float(total) > 0 else 1.0
@@ -310,7 +313,7 @@ class Trainer:
         They stay on the device and are read once at the end of the epoch. Under CUDA graphs
         they are the same tensors every epoch, since the captured step adds into them.
         """
-        integer = torch.long if self.spec.kind == "classification" else torch.float
+        integer = torch.long if self.card.kind == "classification" else torch.float
         fresh = (torch.zeros((), device=self.device), torch.zeros((), device=self.device, dtype=integer),
                  torch.zeros((), device=self.device))
         if not self.cuda_graphs:
@@ -337,7 +340,7 @@ class Trainer:
             # Integer counts and add_(alpha=) avoid a type-promoting copy per step (5% of a
             # small CNN's step).
             loss_sum.add_(loss.detach(), alpha=images.shape[0])
-            if self.spec.kind == "classification":
+            if self.card.kind == "classification":
                 hits.add_((logits.argmax(1) == targets).sum())
             else:
                 numerator, denominator = metrics.dice_counts(logits.argmax(1), targets)
@@ -397,7 +400,7 @@ class Trainer:
         """Logits of every sample of ``split`` (``train``, ``val`` or ``test``), on the CPU."""
         self.model.eval()
         data = self.splits[split]
-        step = EVAL_BATCH[self.spec.kind]
+        step = EVAL_BATCH[self.card.kind]
         outputs = [self._eval_logits(data.images[start:start + step]).cpu() for start in range(0, len(data), step)]
         return torch.cat(outputs)
 
@@ -406,9 +409,9 @@ class Trainer:
         """Loss and metrics of ``split``, named ``<split>/loss``, ``<split>/acc`` or ``<split>/dice``."""
         self.model.eval()
         data = self.splits[split]
-        step = EVAL_BATCH[self.spec.kind]
+        step = EVAL_BATCH[self.card.kind]
         loss_sum = torch.zeros((), device=self.device)
-        accumulator = (metrics.AccuracyAccumulator(self.spec.num_classes) if self.spec.kind == "classification"
+        accumulator = (metrics.AccuracyAccumulator(self.card.num_classes) if self.card.kind == "classification"
                        else metrics.DiceAccumulator())
         for start in range(0, len(data), step):
             images, targets = data.images[start:start + step], data.targets[start:start + step]

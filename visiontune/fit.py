@@ -44,7 +44,7 @@ def fit_epochs(trainer: Trainer, max_epochs: int, best: BestSoFar,
     A loss that is no longer finite ends training and calls ``on_diverged``. Returns how training
     ended: ``Status.FINISHED``, ``Status.STOPPED`` (by ``on_epoch``) or ``Status.DIVERGED``.
     """
-    metric = trainer.spec.val_metric
+    metric = trainer.kind.val_metric
     while trainer.epoch < max_epochs:
         started = time.perf_counter()
         try:

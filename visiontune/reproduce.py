@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from visiontune import record
+from visiontune.data.card import DatasetCard
 from visiontune.errors import ConfigError
 from visiontune.studies import Study, get_study
-from visiontune.tasks import get_task
 
 QUICK_TRAIN_LIMIT = {"mnist": 5000, "warwick": None}  # WARWICK's 68 training images are already few
 
@@ -56,8 +56,9 @@ def _device_label(gpus_per_trial: float) -> str:
 
 def study_table(study: Study, run: Path, quick: bool, device: str) -> tuple[str, list[dict[str, Any]]]:
     """The Markdown table of a finished study run folder, and its rows as data."""
-    spec = get_task(study.task)
-    test_metric = spec.val_metric.replace("val/", "test/")
+    search = json.loads((run / record.SEARCH_FILE).read_text())
+    kind = DatasetCard.from_dict(search["data"]["card"]).task_kind
+    test_metric = kind.test_metric
     trials = json.loads((run / record.TRIALS_JSON).read_text())
     tested = json.loads((run / record.TEST_FILE).read_text())["trials"]
     rows = []
@@ -71,9 +72,8 @@ def study_table(study: Study, run: Path, quick: bool, device: str) -> tuple[str,
                      "seconds": sum(float(t.get("time_s") or 0.0) for t in members)})
     scored = [r for r in rows if r["val"] is not None]
     chosen = max(scored, key=lambda r: r["val"][0])["label"] if scored else None
-    search = json.loads((run / record.SEARCH_FILE).read_text())
     epochs = search["options"]["max_epochs"] if "options" in search else "?"
-    name = spec.val_metric.split("/")[1]
+    name = kind.val_metric.split("/")[1]
     subset = ", 5,000 training images" if QUICK_TRAIN_LIMIT[study.task] else ""
     label = f"QUICK MODE (fewer epochs{subset}): not comparable to the report in absolute terms. " if quick else ""
     lines = [f"### {study.name}: {study.description}", "",

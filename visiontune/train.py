@@ -44,7 +44,7 @@ def train_one(
     """Train ``config`` on ``splits``, write the run folder ``out_dir``, return ``result.json``'s dict."""
     out_dir = runs.prepare_out_dir(Path(out_dir))
     trainer = Trainer(config, splits, device=device, threads=threads)
-    metric = trainer.spec.val_metric
+    metric = trainer.kind.val_metric
     out_dir.mkdir(parents=True, exist_ok=True)
     info = runs.provenance(trainer.device)
     # Recorded with the precision "auto" resolved to, so that --config repeats the run exactly.
@@ -52,7 +52,7 @@ def train_one(
                     dataclasses.replace(config, precision=trainer.precision).to_dict(compact=True))
     runs.write_json(out_dir / DATA_FILE, splits.describe())
     log = runs.MetricsLog(out_dir / METRICS_FILE)
-    progress(f"training {config.model_name()} ({trainer.num_parameters:,} weights) on {splits.task} "
+    progress(f"training {config.model_name(trainer.card.kind)} ({trainer.num_parameters:,} weights) on {splits.task} "
              f"[{splits.sizes()['train']} train / {splits.sizes()['val']} val / {splits.sizes()['test']} test] "
              f"on {info['device']} ({trainer.precision}), {config.epochs} epochs")
     started = time.perf_counter()
@@ -91,5 +91,5 @@ def train_one(
     }
     runs.write_json(out_dir / RESULT_FILE, result)
     progress(f"best epoch {best.epoch} ({metric} {best.value:.4f}); test: "
-             f"{format_metrics(test_metrics, [trainer.spec.test_metric, 'test/loss'])}")
+             f"{format_metrics(test_metrics, [trainer.kind.test_metric, 'test/loss'])}")
     return result

@@ -22,7 +22,6 @@ from visiontune.analysis.report import Figure, code_block, definition_list, json
 from visiontune import record
 from visiontune.errors import VisiontuneError
 from visiontune.record import BEST_CONFIG_FILE, REPORT_FILE, metric_mode
-from visiontune.tasks import get_task
 
 
 def _check_metric(run: RunRecord, metric: str) -> None:
@@ -49,7 +48,7 @@ def reproduce_command(run: RunRecord, config_path: Path) -> str:
 def _figures(run: RunRecord, metric: str, top_trials, parameters: list[str], out: Path,
              progress: Callable[[str], None]) -> list[Figure]:
     figures: list[Figure] = []
-    spec = get_task(run.task)
+    card = run.card
 
     def add(name: str, figure, caption: str) -> None:
         figures.append(Figure(plots.save(figure, out / name), caption))
@@ -73,9 +72,9 @@ def _figures(run: RunRecord, metric: str, top_trials, parameters: list[str], out
     if predictions is None:
         progress("note: no test predictions for the best trial in this run folder (search still running, or the "
                  "trial is not among the evaluated top-k); test figures skipped")
-    elif spec.kind == "classification":
+    elif card.kind == "classification":
         data = np.load(predictions)
-        add("confusion_matrix.png", plots.confusion_matrix(data["predicted"], data["target"], spec.num_classes),
+        add("confusion_matrix.png", plots.confusion_matrix(data["predicted"], data["target"], card.num_classes),
             f"Test confusion matrix of the best trial ({best.trial_id}), evaluated once after the search: rows "
             f"are the true digits, columns the predictions.")
         wrong = data["wrong_index"]
@@ -127,7 +126,7 @@ def analyze_run(folder: str | Path, out: str | Path | None = None, top: int = 3,
     sections: list[tuple[str, str]] = []
     options, data = run.options, run.record.get("data", {})
     sections.append(("Data", definition_list([
-        ("task", f"{run.task}: {get_task(run.task).description}"), ("source", data.get("source")),
+        ("task", f"{run.task}: {run.card.description}"), ("source", data.get("source")),
         ("split", ", ".join(f"{k} {v}" for k, v in (data.get("sizes") or {}).items())),
         ("split seed", data.get("split_seed")),
         ("protocol", "trials and epochs are chosen on the validation split; the test split is used once, "
@@ -190,7 +189,7 @@ def _lead(run: RunRecord, metric: str, top_trials) -> str:
     best = top_trials[0]
     value, epoch = best.best(metric)
     test = run.test.get(best.trial_id, {})
-    test_metric = get_task(run.task).test_metric
+    test_metric = run.card.task_kind.test_metric
     tested = f" and {test_metric} {test[test_metric]:.4f} on the test split" if test_metric in test else ""
     return (f"{len(run.trials)} trials on {run.task}. The best by validation, trial {best.trial_id} "
             f"({best.config.get('model', 'model')}), reached {metric} {value:.4f} at epoch {epoch}{tested}.")
@@ -207,7 +206,7 @@ def compare_runs(folders: list[str | Path], out: str | Path | None = None, metri
     out = Path(out) if out else runs[0].folder.parent / ("compare-" + "-vs-".join(r.name for r in runs))[:120]
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    test_metric = get_task(runs[0].task).test_metric
+    test_metric = runs[0].card.task_kind.test_metric
     for run in runs:
         ranked = record.rank(run.trials, metric)
         trial, value, epoch = ranked[0] if ranked else (None, None, 0)

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from visiontune import record
+from visiontune.data.card import DatasetCard
 from visiontune.errors import VisiontuneError
 from visiontune.record import TrialRecord
 
@@ -39,6 +40,15 @@ class RunRecord:
     @property
     def task(self) -> str:
         return str(self.record["task"])
+
+    @property
+    def card(self) -> DatasetCard:
+        """The card of the data set searched on, as the search recorded it (``search.json``)."""
+        recorded = (self.record.get("data") or {}).get("card")
+        if recorded is None:
+            raise VisiontuneError(f"{self.folder}: {record.SEARCH_FILE} holds no data-set card (a search from "
+                                  "before visiontune recorded one); rerun the search to analyse it")
+        return DatasetCard.from_dict(recorded)
 
     @property
     def metric(self) -> str:

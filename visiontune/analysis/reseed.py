@@ -28,7 +28,6 @@ from visiontune.config import TrainConfig
 from visiontune.data.options import DataOptions
 from visiontune.options import known_values
 from visiontune.record import TrialRecord
-from visiontune.tasks import get_task
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -77,13 +76,13 @@ def _retrain(run: RunRecord, rows: list[dict[str, Any]], epochs: int, name: str,
     else:
         progress(f"reseeding: already done in {folder}; reading it")
     retrained = load_run(folder)
-    spec = get_task(run.task)
+    kind = run.card.task_kind
     outcomes = {}
     for trial in retrained.trials:
-        value, epoch = trial.best(spec.val_metric)
+        value, epoch = trial.best(kind.val_metric)
         tested = retrained.test.get(trial.trial_id) or {}
         outcomes[_row_key(trial.config)] = {"val": float("nan") if value is None else value, "epoch": epoch,
-                                            "test": float(tested.get(spec.test_metric, float("nan")))}
+                                            "test": float(tested.get(kind.test_metric, float("nan")))}
     return outcomes
 
 
@@ -95,7 +94,7 @@ def reseed_top(run: RunRecord, ranked: list[TrialRecord], seeds: int, data_dir: 
     recorded (the top-k). Rows are ranked by mean validation metric. ``resources`` overrides the
     search's own trial resources (``search.TrialResources`` fields).
     """
-    spec = get_task(run.task)
+    test_metric = run.card.task_kind.test_metric
     epochs = run.max_epochs or int(ranked[0].config.get("epochs", 10))
     plans = []  # per trial: its configuration, its new seeds, and the run it already has
     for trial in ranked:
@@ -104,7 +103,7 @@ def reseed_top(run: RunRecord, ranked: list[TrialRecord], seeds: int, data_dir: 
         first_seed = int(base.get("seed", 0))
         recorded = run.test.get(trial.trial_id)
         best_value = trial.best(run.metric)[0]
-        searched = ([(f"{first_seed} (search)", {"val": best_value, "test": float(recorded[spec.test_metric])})]
+        searched = ([(f"{first_seed} (search)", {"val": best_value, "test": float(recorded[test_metric])})]
                     if recorded and best_value is not None else [])
         plans.append((trial, base, range(first_seed + 1, first_seed + 1 + seeds), searched))
     configs = [{**base, "seed": seed} for _, base, new_seeds, _ in plans for seed in new_seeds]
@@ -121,8 +120,8 @@ def reseed_top(run: RunRecord, ranked: list[TrialRecord], seeds: int, data_dir: 
         table.append({"trial": trial.trial_id, "seeds": ", ".join(label for label, _ in runs_of_trial),
                       "runs": len(vals),
                       f"{run.metric} mean": val_mean, f"{run.metric} std": val_std,
-                      f"{spec.test_metric} mean": test_mean, f"{spec.test_metric} std": test_std,
-                      f"{spec.test_metric} values": ", ".join(f"{t:.4f}" for t in tests)})
+                      f"{test_metric} mean": test_mean, f"{test_metric} std": test_std,
+                      f"{test_metric} values": ", ".join(f"{t:.4f}" for t in tests)})
     frame = pd.DataFrame(table).sort_values(f"{run.metric} mean", ascending=False, kind="stable")
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return frame.reset_index(drop=True)

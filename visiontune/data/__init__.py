@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from visiontune.data.card import AUGMENTATIONS, build_card
+from visiontune.data.card import build_card
 from visiontune.data.paths import resolve_data_dir
 from visiontune.data.splits import DataSplits, ImageSet, limit, split_train_val
 from visiontune.errors import ConfigError, DataError
@@ -27,6 +27,15 @@ CLASS_NAMES = {"mnist": [str(d) for d in range(10)], "warwick": ["background", "
 def is_builtin(name: str) -> bool:
     """Whether ``name`` is a built-in task rather than a path to a user's data set."""
     return name in TASKS
+
+
+def kind_of(task: str) -> str:
+    """The kind of a built-in task or of a user's data set (from its layout, without decoding it)."""
+    if is_builtin(task):
+        return TASKS[task].kind
+    from visiontune.data.folders import find_layout
+
+    return find_layout(task).kind
 
 
 def _validation_size(spec, total: int, val_size: int | None, choices: list[str]) -> int:
@@ -75,7 +84,7 @@ def _load_builtin(task: str, data_dir, synthetic: bool, val_size: int | None, sp
     train = limit(train, train_limit, split_seed)
     how = f"validation: {len(val)} images carved by a seeded permutation of the training set; test as given"
     card = build_card(name=task, kind=spec.kind, classes=classes, train=train, val=val, test=test, seed=split_seed,
-                      how=how, source=source, augmentations=list(AUGMENTATIONS[spec.kind]), choices=choices)
+                      how=how, source=source, choices=choices, description=spec.description)
     return DataSplits(task=task, train=train, val=val, test=test, split_seed=split_seed, source=source, card=card)
 
 
@@ -115,4 +124,4 @@ def load_splits(
                        train_limit=train_limit, max_data_gb=max_data_gb)
 
 
-__all__ = ["DataSplits", "ImageSet", "is_builtin", "load_splits", "resolve_data_dir"]
+__all__ = ["DataSplits", "ImageSet", "is_builtin", "kind_of", "load_splits", "resolve_data_dir"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,16 +26,12 @@ import torch.nn.functional as F
 from visiontune.errors import ConfigError
 
 AUGMENTATIONS = ("flip", "rot90", "rotate", "shift", "noise", "stain")
-# Flips and right-angle rotations change what a digit means (6 and 9, 2 and 5); stain jitter
-# only makes sense for stained tissue.
-ALLOWED = {
-    "classification": ("rotate", "shift", "noise"),
-    "segmentation": ("flip", "rot90", "rotate", "shift", "noise", "stain"),
-}
 
 
-def parse_augment(spec: str, kind: str) -> tuple[str, ...]:
-    """Parse ``"flip,rot90"`` (or ``"none"``/``""``) into names valid for the task kind."""
+def parse_augment(spec: str, permitted: Sequence[str], what: str) -> tuple[str, ...]:
+    """Parse ``"flip,rot90"`` (or ``"none"``/``""``) into names that ``what`` (a kind of task, or a
+    data set whose card says so) permits: flips and right-angle rotations change what a digit means
+    (6 and 9, 2 and 5), and stain jitter only makes sense for stained tissue (``kinds``)."""
     text = (spec or "").strip().lower()
     if text in ("", "none"):
         return ()
@@ -42,8 +39,8 @@ def parse_augment(spec: str, kind: str) -> tuple[str, ...]:
     for name in names:
         if name not in AUGMENTATIONS:
             raise ConfigError(f"unknown augmentation {name!r}; choose from {', '.join(AUGMENTATIONS)} or 'none'")
-        if name not in ALLOWED[kind]:
-            raise ConfigError(f"augmentation {name!r} does not suit {kind}; use {', '.join(ALLOWED[kind])}")
+        if name not in permitted:
+            raise ConfigError(f"augmentation {name!r} does not suit {what}; use {', '.join(permitted) or 'none'}")
     return names
 
 

@@ -11,20 +11,18 @@ in its ``data.json``; ``visiontune data check`` prints it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import torch
 
-# What each kind of data may be augmented with (data/augment.py); a dataset.yaml can narrow it.
-AUGMENTATIONS = {"classification": ("rotate", "shift", "noise"),
-                 "segmentation": ("flip", "rot90", "rotate", "shift", "noise", "stain")}
+from visiontune.kinds import TaskKind, task_kind
 
 
 @dataclass
 class DatasetCard:
-    """A data set described as plain, JSON-serialisable data."""
+    """A data set described as plain, JSON-serialisable data: the task, as the rest of the code sees it."""
 
     name: str
     kind: str  # "classification" or "segmentation"
@@ -41,14 +39,26 @@ class DatasetCard:
     skipped: dict[str, int] = field(default_factory=dict)  # why -> files passed over
     choices: list[str] = field(default_factory=list)  # every decision made while reading, in words
     fingerprint: str = ""  # hash of the arrays and labels
+    description: str = ""  # one line: what the data set is
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def task_kind(self) -> TaskKind:
+        """What the card's kind implies: metrics, default model, losses, test-time augmentation."""
+        return task_kind(self.kind)
+
     def to_dict(self) -> dict[str, Any]:
         """The card as a plain dict (``data.json``)."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DatasetCard":
+        """The card a run recorded (``to_dict``'s output); keys a later version added are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 def channel_statistics(images: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -97,7 +107,8 @@ def size_summary(sizes) -> dict[str, list[int]]:
 
 def build_card(*, name: str, kind: str, classes: list[str], train, val, test, seed: int, how: str, source: str,
                augmentations: list[str] | None = None, original_sizes=None,
-               skipped: dict[str, int] | None = None, choices: list[str] | None = None) -> DatasetCard:
+               skipped: dict[str, int] | None = None, choices: list[str] | None = None,
+               description: str = "") -> DatasetCard:
     """The card of a data set split into ``train``, ``val`` and ``test`` (``ImageSet``\\ s)."""
     mean, std = channel_statistics(train.images)
     splits = {"train": train, "val": val, "test": test}
@@ -105,7 +116,8 @@ def build_card(*, name: str, kind: str, classes: list[str], train, val, test, se
         name=name, kind=kind, classes=list(classes), channels=int(train.images.shape[1]),
         image_size=[int(train.images.shape[2]), int(train.images.shape[3])], mean=mean, std=std,
         split={"sizes": {key: len(part) for key, part in splits.items()}, "seed": seed, "how": how},
-        augmentations=list(augmentations if augmentations is not None else AUGMENTATIONS[kind]), source=source,
+        augmentations=list(augmentations if augmentations is not None else task_kind(kind).augmentations),
+        source=source, description=description,
         counts={key: class_counts(part.targets, kind, classes) for key, part in splits.items()},
         original_sizes=size_summary(original_sizes if original_sizes is not None
                                     else [(int(train.images.shape[2]), int(train.images.shape[3]))]),

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from visiontune.data.card import AUGMENTATIONS
+from visiontune.data.augment import AUGMENTATIONS
 from visiontune.errors import DataError
 
 SPEC_FILE = "dataset.yaml"
@@ -96,7 +96,7 @@ def parse_spec(data: Any, where: str) -> DatasetSpec:
             raise DataError(f"{where}: {key}: expected a fraction between 0 and 0.9, not {value!r}")
         setattr(spec, key, float(value))
     if data.get("augmentations") is not None:
-        allowed = sorted(set(AUGMENTATIONS["segmentation"]))
+        allowed = sorted(AUGMENTATIONS)
         values = data["augmentations"]
         if not isinstance(values, list) or not all(isinstance(v, str) and v in allowed for v in values):
             raise DataError(f"{where}: augmentations: expected a list of {', '.join(allowed)}, not {values!r}")

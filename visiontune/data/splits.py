@@ -8,12 +8,15 @@ sizes and seed travel with the data so every run records them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from visiontune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from visiontune.data.card import DatasetCard
 
 
 @dataclass
@@ -41,7 +44,7 @@ class DataSplits:
     test: ImageSet
     split_seed: int
     source: str  # human-readable origin: a folder, a zip, "synthetic", ...
-    card: Any = field(default=None)  # the data-set card (data.card.DatasetCard)
+    card: "DatasetCard"  # what the data set is: the task as every later step sees it
 
     def sizes(self) -> dict[str, int]:
         """Number of samples per split."""
@@ -49,10 +52,7 @@ class DataSplits:
 
     def describe(self) -> dict:
         """What a run records about its data (``data.json``): source, split sizes and seed, the card."""
-        record = {"source": self.source, "split_seed": self.split_seed, "sizes": self.sizes()}
-        if self.card is not None:
-            record["card"] = self.card.to_dict()
-        return record
+        return {"source": self.source, "split_seed": self.split_seed, "sizes": self.sizes(), "card": self.card.to_dict()}
 
 
 def split_train_val(full: ImageSet, val_size: int, seed: int) -> tuple[ImageSet, ImageSet]:

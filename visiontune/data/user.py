@@ -16,7 +16,7 @@ import torch
 
 from visiontune import imageio
 from visiontune.data import cache
-from visiontune.data.card import AUGMENTATIONS, build_card
+from visiontune.data.card import build_card
 from visiontune.data.decode import Decoder
 from visiontune.data.folders import Layout, find_layout
 from visiontune.data.spec import SPEC_FILE, parse_image_size
@@ -212,9 +212,9 @@ def load_folder(path: str | os.PathLike, *, image_size: str | None = None, val_s
     train, val, test, how = _split(layout, full, layout.kind, val_size, split_seed, choices)
     train = limit(train, train_limit, split_seed)
     choices.extend(layout.notes)
-    augmentations = layout.spec.augmentations or list(AUGMENTATIONS[layout.kind])
+    augmentations = layout.spec.augmentations  # None: all its kind permits
     card = build_card(name=layout.name, kind=layout.kind, classes=classes, train=train, val=val, test=test,
                       seed=split_seed, how=how, source=where, augmentations=augmentations,
                       original_sizes=arrays[ORIGINAL_SIZES], skipped=dict(layout.skipped),
-                      choices=choices)
+                      choices=choices, description=f"{layout.kind} images: {layout.description}")
     return DataSplits(task=str(path), train=train, val=val, test=test, split_seed=split_seed, source=where, card=card)

@@ -22,7 +22,7 @@ from visiontune import runs
 from visiontune.errors import ConfigError, SearchInterrupted
 from visiontune.record import SEARCH_FILE
 from visiontune.search.options import (REPORT_BEST, RESUME_OPTIONS, SearchOptions, SearchPlan, TrialResources,
-                                       check_options, load_recorded_options, load_warm_start, parse_duration,
+                                       check_numbers, check_options, load_recorded_options, load_warm_start, parse_duration,
                                        search_record)
 from visiontune.search.progress import print_now
 from visiontune.search.session import check_resources, ray_session, warn_local_storage_on_cluster
@@ -55,8 +55,9 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
     search early; the benchmark ends its searches once it has what it measures.
     """
     options, store = _run_folder(options, resume)
-    plan = check_options(options)  # everything checked before Ray starts or a file is written
+    check_numbers(options)  # what needs no data, before loading it
     splits = options.load_splits(options.task)
+    plan = check_options(options, splits.card)  # everything checked before Ray starts or a file is written
     with ray_session(options.address, progress):
         from visiontune.search import finish, tuner
         from visiontune.search.progress import ProgressPrinter

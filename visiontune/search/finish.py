@@ -47,7 +47,7 @@ def evaluate_on_test(config: dict[str, Any], state: dict[str, Any], data: DataSp
     metrics = trainer.evaluate("test")
     logits = trainer.predict("test")
     targets = data.test.targets
-    if trainer.spec.kind == "classification":
+    if trainer.card.kind == "classification":
         predicted = logits.argmax(1)
         wrong = (predicted != targets).nonzero().flatten()
         arrays = {"predicted": predicted.numpy().astype(np.uint8), "target": targets.numpy().astype(np.uint8),

@@ -12,7 +12,7 @@ import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from visiontune import record
 from visiontune.config import config_from_dict
@@ -22,7 +22,9 @@ from visiontune.options import known_values, option, parse_set_options
 from visiontune.search_spaces import SearchSpace, check_point_in_space, check_space, resolve_space
 from visiontune.search_spaces.declarative import load_data_file
 from visiontune.storage import RunStore
-from visiontune.tasks import get_task
+
+if TYPE_CHECKING:
+    from visiontune.data.card import DatasetCard
 
 SEARCHERS = ("tpe", "random", "grid")
 SCHEDULERS = ("asha", "none")
@@ -194,27 +196,35 @@ def _check_numbers(options: SearchOptions, grace_period: int) -> None:
         raise ConfigError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, not {options.scheduler!r}")
 
 
-def check_options(options: SearchOptions) -> SearchPlan:
-    """Validate every option and resolve the space; a :class:`ConfigError` naming the first problem."""
-    spec = get_task(options.task)
+def check_numbers(options: SearchOptions) -> None:
+    """The checks that need no data set: counts, resources, searcher and scheduler, the budget."""
+    grace_period = options.grace_period if options.grace_period is not None else default_grace_period(options.max_epochs)
+    _check_numbers(options, grace_period)
+    parse_duration(options.time_budget)
+
+
+def check_options(options: SearchOptions, card: DatasetCard) -> SearchPlan:
+    """Validate every option against the data set ``card`` describes and resolve the space; a
+    :class:`ConfigError` naming the first problem."""
+    metric = card.task_kind.val_metric
     grace_period = options.grace_period if options.grace_period is not None else default_grace_period(options.max_epochs)
     _check_numbers(options, grace_period)
     budget = parse_duration(options.time_budget)
-    objectives = parse_objectives(options.objectives, spec.val_metric)
+    objectives = parse_objectives(options.objectives, metric)
     grid = options.searcher == "grid"
     if objectives and grid:
         raise ConfigError("--objectives needs the tpe or random searcher, not grid")
     if options.optuna_storage and grid:
         raise ConfigError("--optuna-storage records an Optuna study; use the tpe or random searcher")
 
-    space = resolve_space(options.task, options.space)
+    space = resolve_space(card, options.space)
     for key in options.fixed:
         if key in record.IGNORED_KEYS:
             raise ConfigError(f"--set {key}=...: {key} is set by the search itself")
     fixed = {"task": options.task, "epochs": options.max_epochs, **options.fixed}
     if space.has_rows and not grid:
         raise ConfigError(f"space {space.name!r} lists rows of settings: run it with --searcher grid")
-    check_space(space, fixed)
+    check_space(space, fixed, card)
     configs = space.grid_points() if space.has_rows else space.sample(32, options.seed)
     clash = sorted(set(options.fixed) & {key for config in configs for key in config})
     if clash:
@@ -226,16 +236,16 @@ def check_options(options: SearchOptions) -> SearchPlan:
         if options.trials not in (None, total):
             raise ConfigError(f"a grid search runs every point of {space.name!r}: {total} trials; "
                               f"drop --trials or give --trials {total}")
-    points = load_warm_start(options.warm_start, options.task)
+    points = load_warm_start(options.warm_start, card.name)
     if points and grid:
         raise ConfigError("--warm-start needs the tpe or random searcher; a grid runs fixed points")
     for index, point in enumerate(points):
         try:
-            config_from_dict({**point, **fixed}, f"warm-start point {index + 1}")
+            config_from_dict({**point, **fixed}, f"warm-start point {index + 1}", card)
             check_point_in_space(space, point, fixed)
         except ConfigError as error:
             raise ConfigError(f"--warm-start {options.warm_start}: point {index + 1}: {error}") from None
-    return SearchPlan(metric=spec.val_metric, space=space, fixed=fixed, points=points, grace_period=grace_period,
+    return SearchPlan(metric=metric, space=space, fixed=fixed, points=points, grace_period=grace_period,
                       objectives=objectives, total_trials=total, budget_s=budget)
 
 

@@ -21,7 +21,6 @@ from visiontune.errors import ConfigError
 from visiontune.search.options import SearchOptions, SearchPlan
 from visiontune.search_spaces import SearchSpace
 from visiontune.storage import RunStore
-from visiontune.tasks import get_task
 
 _LIVE_CALLBACKS: dict[str, list[Callback]] = {}
 
@@ -163,7 +162,7 @@ def wrapped_trainable(options: SearchOptions, plan: SearchPlan, data, trial_func
     """The task's trainable with the data in the object store (once) and the trial's resources."""
     from visiontune.trainables import trainable_for
 
-    function = trial_function or trainable_for(get_task(options.task).kind)
+    function = trial_function or trainable_for(data.card.kind)
     with_data = tune.with_parameters(function, data=data, max_epochs=options.max_epochs, deadline=plan.deadline)
     return tune.with_resources(with_data, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
 

@@ -13,21 +13,24 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from visiontune.config import config_from_dict
 from visiontune.errors import ConfigError
 from visiontune.search_spaces import classification, grids, segmentation
 from visiontune.search_spaces.declarative import DeclarativeSpace, load_space_file
-from visiontune.tasks import get_task
+from visiontune.tasks import TASKS
+
+if TYPE_CHECKING:
+    from visiontune.data.card import DatasetCard
 
 
 @dataclass
 class SearchSpace:
-    """A named, checked search space for one task."""
+    """A named, checked search space for one data set."""
 
     name: str
-    task: str
+    task: str  # the data set's name (its card's)
     description: str
     define_by_run: Callable[[Any], dict[str, Any] | None]  # picklable: Ray saves it with the searcher
     declarative: DeclarativeSpace | None = None  # data spaces can also run as a grid
@@ -66,9 +69,13 @@ class SearchSpace:
 
 @dataclass(frozen=True)
 class _Named:
-    task: str
+    task: str  # the built-in task it was written for; it serves every data set of that task's kind
     description: str
     space: Callable | dict  # a define-by-run function or a data space
+
+    @property
+    def kind(self) -> str:
+        return TASKS[self.task].kind
 
 
 def _describe(function: Callable) -> str:
@@ -90,37 +97,37 @@ NAMED_SPACES: dict[str, _Named] = {
 DEFAULT_SPACES = {"classification": "mnist", "segmentation": "warwick"}
 
 
-def list_spaces(task: str | None = None) -> list[tuple[str, str, str]]:
-    """(name, task, one-line description) of every named space, optionally of those a task can use
-    (the spaces of its kind: the MNIST spaces serve every classification task)."""
-    kind = get_task(task).kind if task else None
+def list_spaces(kind: str | None = None) -> list[tuple[str, str, str]]:
+    """(name, task, one-line description) of every named space, optionally of those of one kind
+    (``classification`` or ``segmentation``: the MNIST spaces serve every classification task)."""
     return [(name, named.task, named.description) for name, named in NAMED_SPACES.items()
-            if kind is None or get_task(named.task).kind == kind]
+            if kind is None or named.kind == kind]
 
 
-def resolve_space(task: str, spec: str | None) -> SearchSpace:
-    """The space named ``spec`` (default: the task's own name, else its kind's full space) or loaded
-    from a YAML/JSON file."""
-    kind = get_task(task).kind
-    spec = spec or (task if task in NAMED_SPACES else DEFAULT_SPACES[kind])
+def resolve_space(card: "DatasetCard", spec: str | None) -> SearchSpace:
+    """The space named ``spec`` (default: the data set's own name, else its kind's full space) or
+    loaded from a YAML/JSON file, for the data set ``card`` describes."""
+    task, kind = card.name, card.kind
+    spec = spec or (task if task in NAMED_SPACES and NAMED_SPACES[task].kind == kind else DEFAULT_SPACES[kind])
     if spec in NAMED_SPACES:
         named = NAMED_SPACES[spec]
-        if get_task(named.task).kind != kind:
-            raise ConfigError(f"space {spec!r} is for {get_task(named.task).kind} tasks such as {named.task}, "
+        if named.kind != kind:
+            raise ConfigError(f"space {spec!r} is for {named.kind} tasks such as {named.task}, "
                               f"not {task} ({kind})")
         if isinstance(named.space, dict):
-            declarative = DeclarativeSpace(named.space, task, f"space {spec!r}")
+            declarative = DeclarativeSpace(named.space, card, f"space {spec!r}")
             return SearchSpace(spec, task, named.description, declarative, declarative)
         return SearchSpace(spec, task, named.description, named.space)
     path = Path(spec)
     if not (path.suffix.lower() in (".yaml", ".yml", ".json") or path.exists()):
-        names = ", ".join(name for name, *_ in list_spaces(task))
+        names = ", ".join(name for name, *_ in list_spaces(kind))
         raise ConfigError(f"unknown space {spec!r}; named spaces for {task}: {names} (or give a .yaml/.json file)")
-    declarative = DeclarativeSpace(load_space_file(path), task, str(path))
+    declarative = DeclarativeSpace(load_space_file(path), card, str(path))
     return SearchSpace(str(path), task, declarative.description, declarative, declarative)
 
 
-def check_space(space: SearchSpace, fixed: dict[str, Any], samples: int = 64, seed: int = 0) -> None:
+def check_space(space: SearchSpace, fixed: dict[str, Any], card: "DatasetCard", samples: int = 64,
+                seed: int = 0) -> None:
     """Sample ``samples`` configurations and validate each one as a full training config.
 
     Catches combinations that no single parameter check sees (a CNN setting sampled for the
@@ -138,7 +145,7 @@ def check_space(space: SearchSpace, fixed: dict[str, Any], samples: int = 64, se
         raise ConfigError(f"space {space.name!r} cannot be sampled: {error}") from None
     for config in configs:
         try:
-            config_from_dict({**config, **fixed}, "sampled configuration")
+            config_from_dict({**config, **fixed}, "sampled configuration", card)
         except ConfigError as error:
             shown = ", ".join(f"{k}={v}" for k, v in config.items())
             raise ConfigError(f"space {space.name!r} produced an invalid configuration ({shown}): {error}") from None

@@ -36,13 +36,16 @@ import json
 import math
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from visiontune.config import FIELD_TYPES, MODEL_FIELDS, TrainConfig
 from visiontune.errors import ConfigError
 from visiontune.tasks import TASKS
+
+if TYPE_CHECKING:
+    from visiontune.data.card import DatasetCard
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice")
 TOP_LEVEL_KEYS = ("description", "task", "params", "rows")
@@ -82,19 +85,20 @@ class DeclarativeSpace:
     Instances are plain data plus methods, so they pickle into Ray's searcher state.
     """
 
-    def __init__(self, data: dict[str, Any], task: str, where: str) -> None:
+    def __init__(self, data: dict[str, Any], card: "DatasetCard", where: str) -> None:
         self.where = where
         unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
         if unknown:
             raise ConfigError(f"{where}: unknown key {', '.join(map(repr, unknown))}; "
                               f"a space has {', '.join(TOP_LEVEL_KEYS)}")
-        declared = data.get("task")
-        if declared not in (None, task) and (declared not in TASKS or TASKS[declared].kind != TASKS[task].kind):
+        declared, task = data.get("task"), card.name
+        # A space written for a built-in task serves every data set of that task's kind.
+        if declared not in (None, task) and (declared not in TASKS or TASKS[declared].kind != card.kind):
             raise ConfigError(f"{where}: is a space for task {declared!r}, not {task!r}")
         params = data.get("params")
         if not isinstance(params, dict) or not (params or data.get("rows")):
             raise ConfigError(f"{where}: needs a non-empty 'params' mapping of setting names to values or ranges")
-        self.task = task
+        self.card = card
         self.description = str(data.get("description") or "search space from " + where)
         self.params: dict[str, dict[str, Any]] = {}
         for name, spec in params.items():
@@ -209,10 +213,10 @@ class DeclarativeSpace:
             raise ConfigError(f"{where}: value {value!r} is not a {base.__name__}")
         if name in MODEL_FIELDS:
             return
-        probe = TrainConfig(task=self.task)
+        probe = TrainConfig(task=self.card.name)
         setattr(probe, name, value)
         try:
-            probe.validate()
+            probe.validate(self.card)
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from None
 

@@ -22,7 +22,6 @@ from visiontune.engine import Trainer
 from visiontune.fit import BestSoFar, EpochEnd, fit_epochs
 from visiontune.record import (BEST_EPOCH, BUDGET_END, DIVERGED, EPOCH, EPOCH_TIME, NODE_ID, PARAMS, PRECISION,
                                STATE_FILE, Status, best_name)
-from visiontune.tasks import get_task
 
 
 def _assigned_device_and_threads() -> tuple[str, int | None, str]:
@@ -53,14 +52,14 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
     if deadline is not None and time.time() >= deadline and tune.get_checkpoint() is None:
         # Proposed before the budget ran out but placed after it: end at once. The one report
         # (epoch 0, the worst metric) keeps schedulers, which expect the metric, satisfied.
-        metric = get_task(config["task"]).val_metric
+        metric = data.card.task_kind.val_metric
         tune.report({metric: 0.0, best_name(metric): 0.0, EPOCH: 0, BEST_EPOCH: 0, DIVERGED: False})
         return
 
     settings = config_from_dict(dict(config), "trial config")
     device, threads, node_id = _assigned_device_and_threads()
     trainer = Trainer(settings, data, device=device, threads=threads)
-    metric = trainer.spec.val_metric
+    metric = trainer.kind.val_metric
     best = BestSoFar()
     monitored: dict[str, float] = {}
 
