@@ -4,7 +4,7 @@ MNIST's 70,000 images are written as a class-folder layout (``train/<digit>/`` a
 ``test/<digit>/``, one PNG per image) in a temporary folder, then read into uint8 tensors:
 
 - visiontune's first load (``load_splits(FOLDER)``, an empty cache): list, read the headers,
-  decode on threads (torchvision.io), split, describe; the arrays are cached;
+  decode in one forked process per core (Pillow), split, describe; the arrays are cached;
 - visiontune's cached load of the same folder (the file list checked, the arrays read back);
 - ``torchvision.datasets.ImageFolder`` with ``PILToTensor`` read through a ``DataLoader`` with
   2 worker processes into one uint8 tensor per split: what a user would otherwise write. Its
