@@ -297,6 +297,23 @@ def test_a_large_folder_decodes_in_worker_processes_to_the_same_arrays(tmp_path,
     for part in ("train", "val", "test"):
         assert torch.equal(getattr(in_process, part).images, getattr(pooled, part).images)
     assert "decoding images [" in capsys.readouterr().err  # the progress bar
+    # A zip: each worker opens the archive itself. Sharing the parent's open archive (and so its
+    # file offset) garbles concurrent reads: 200 files in chunks of 20 failed that way.
+    archive = tmp_path / "digits.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for index in range(200):
+            bundle.writestr(f"digits/{'ab'[index % 2]}/{index}.png", encode(grey(16, 16)))
+    monkeypatch.setattr(decode, "PARALLEL_FROM", 10_000)
+    serial = load_splits(str(archive))
+    monkeypatch.setattr(decode, "PARALLEL_FROM", 8)
+    monkeypatch.setattr(decode, "CHUNK", 20)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "zip-cache"))
+    zipped = load_splits(str(archive))
+    assert "decoded and cached" in zipped.card.choices
+    for part in ("train", "val", "test"):
+        assert torch.equal(getattr(serial, part).images, getattr(zipped, part).images)
+    monkeypatch.setattr(decode, "CHUNK", 3)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "third-cache"))
     (root / "bee" / "1.jpg").write_bytes(b"\xff\xd8\xff broken")  # a broken file, found by a worker
     with pytest.raises(DataError, match="bee/1.jpg: unreadable image"):
         load_splits(str(root))

@@ -183,6 +183,9 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 # --------------------------------------------------------------------- files, for worker processes
 HEAD_BYTES = 65536  # enough of a file for its header (a JPEG's size follows its EXIF block)
 _ARCHIVES: dict[str, zipfile.ZipFile] = {}
+# A forked decoding process must open the archive anew: the parent's open archive shares its file
+# offset with every child, and reads racing through one offset find garbage ("Bad magic number").
+os.register_at_fork(after_in_child=_ARCHIVES.clear)
 
 
 def describe_file(spec: tuple[str, str], name: str) -> str:
