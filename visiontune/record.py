@@ -14,10 +14,12 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # ------------------------------------------------------------------------- run-folder files
 # A search's run folder (STORAGE/NAME), written by visiontune:
@@ -142,6 +144,8 @@ def epochs_frame(reports: list[Mapping[str, Any]]) -> pd.DataFrame:
     """Flat per-epoch table of a trial's reports; where an epoch was reported twice (a resumed
     trial), the last report wins. Reports without an epoch (a trial skipped by the time budget)
     and nested values (Ray's config) are left out."""
+    import pandas as pd  # here, not at the top: every command's start would pay for it
+
     rows = []
     for report in reports:
         if not report.get(EPOCH):
@@ -174,6 +178,8 @@ class TrialRecord:
 
     def best(self, metric: str) -> tuple[float | None, int]:
         """(best value of ``metric`` over the epochs, the first epoch it came at); (None, 0) if none."""
+        import pandas as pd
+
         good = self._good_epochs()
         if metric not in good:
             return None, 0
@@ -279,6 +285,8 @@ def ranked_table(trials: list[TrialRecord], metric: str, test: Mapping[str, Mapp
     ``RUN/analysis/trials.csv``): rank, trial_id, status, best metric and its epoch, epochs,
     compute seconds, the test metrics of the top-k, learnable weights, the parameters that
     vary, and where the trial ran."""
+    import pandas as pd
+
     test = test or {}
     parameters = varying_parameters(trials)
     test_columns = sorted({name for result in test.values() for name in result if name.startswith("test/")})

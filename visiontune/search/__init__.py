@@ -24,9 +24,13 @@ from visiontune.record import SEARCH_FILE
 from visiontune.search.options import (REPORT_BEST, RESUME_OPTIONS, SearchOptions, SearchPlan, TrialResources,
                                        check_numbers, check_options, load_recorded_options, load_warm_start, parse_duration,
                                        search_record)
-from visiontune.search.progress import print_now
 from visiontune.search.session import check_resources, ray_session, warn_local_storage_on_cluster
 from visiontune.storage import RunStore
+
+
+def print_now(line: str) -> None:
+    """Print and flush at once, so progress shows live when output goes to a file or a pipe."""
+    print(line, flush=True)
 
 
 def _run_folder(options: SearchOptions, resume: bool) -> tuple[SearchOptions, RunStore]:

@@ -25,10 +25,6 @@ def format_duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
-def print_now(line: str) -> None:
-    """Print and flush at once, so progress shows live when output goes to a file or a pipe."""
-    print(line, flush=True)
-
 
 class ProgressPrinter(Callback):
     """Emits trial endings and a periodic status line (to standard output by default)."""
