@@ -13,10 +13,10 @@ def test_model_kwargs_carry_only_set_fields_and_the_cards_shape():
     warwick, mnist = builtin_card("warwick"), builtin_card("mnist")
     config = config_from_dict({"task": "warwick", "model": "unet", "depth": 3, "width": 4}, card=warwick)
     assert config.model_kwargs(warwick) == {"depth": 3, "width": 4, "in_channels": 2, "num_classes": 2}
-    assert TrainConfig(task="mnist").model_kwargs(mnist) == {"in_channels": 1, "num_classes": 10, "image_size": 28}
+    assert TrainConfig(task="mnist").model_kwargs(mnist) == {"in_channels": 1, "num_classes": 10, "image_size": (28, 28)}
     # The shape is the card's, whatever the task's name: a 3-channel 32x32 set of 4 classes.
     colour = dataclasses.replace(mnist, name="mine", channels=3, image_size=[32, 32], classes=list("abcd"))
-    assert TrainConfig(task="mine").model_kwargs(colour) == {"in_channels": 3, "num_classes": 4, "image_size": 32}
+    assert TrainConfig(task="mine").model_kwargs(colour) == {"in_channels": 3, "num_classes": 4, "image_size": (32, 32)}
 
 
 def test_without_a_card_only_the_data_independent_checks_run():

@@ -7,7 +7,8 @@ import torch
 from helpers import builtin_card
 
 from visiontune.config import TrainConfig
-from visiontune.engine import Trainer, TrainingDiverged, soft_dice_loss
+from visiontune.engine import Trainer, TrainingDiverged
+from visiontune.losses import soft_dice_loss
 
 
 def digits_config(**overrides) -> TrainConfig:
@@ -127,7 +128,9 @@ def test_auto_precision_gives_the_same_run_as_the_precision_it_chose(config_of, 
 
 
 def test_tta_views_are_the_symmetries_of_the_square_and_invert_exactly():
-    from visiontune.engine import _unview, _view, tta_views
+    from visiontune.tta import tta_views
+    from visiontune.tta import unview as _unview
+    from visiontune.tta import view as _view
 
     image = torch.arange(2 * 4 * 4, dtype=torch.float).reshape(1, 2, 4, 4)
     for mode, count in (("none", 1), ("flip", 4), ("d4", 8)):

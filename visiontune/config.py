@@ -95,7 +95,7 @@ class TrainConfig:
         kwargs["in_channels"] = card.channels
         kwargs["num_classes"] = card.num_classes
         if "image_size" in accepted:
-            kwargs["image_size"] = card.image_size[0]
+            kwargs["image_size"] = tuple(card.image_size)
         return kwargs
 
     def to_dict(self, compact: bool = False) -> dict[str, Any]:

@@ -16,19 +16,15 @@ Typical use::
 
 from __future__ import annotations
 
-import copy
 import math
-import statistics
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from visiontune import metrics
+from visiontune import metrics, precision, tta
 from visiontune.config import TrainConfig
 from visiontune.data.augment import Augmenter, parse_augment
 from visiontune.data.card import DatasetCard
@@ -37,41 +33,6 @@ from visiontune.errors import VisiontuneError
 from visiontune.graphs import WARMUP_STEPS, GraphedStep, on_side_stream
 from visiontune.kinds import TaskKind
 from visiontune.models import build_model, count_parameters
-
-# Evaluation batch sizes: large, since no gradients are kept (inference mode).
-EVAL_BATCH = {"classification": 2048, "segmentation": 64}
-
-
-# "auto" precision keeps bf16 only when a probe finds it at least this much faster.
-BF16_MIN_SPEEDUP = 1.1
-
-
-def cpu_has_bf16_units() -> bool:
-    """Whether this CPU has bf16 matrix instructions (AMX tiles or AVX512-BF16)."""
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
-    return any(probe is not None and probe() for probe in probes)
-
-
-def tta_views(mode: str) -> list[tuple[int, bool]]:
-    """The views of test-time augmentation ``mode`` as (quarter turns, horizontal flip) pairs."""
-    if mode == "none":
-        return [(0, False)]
-    if mode == "flip":  # identity, horizontal, vertical (= half turn + horizontal), both (= half turn)
-        return [(0, False), (0, True), (2, True), (2, False)]
-    if mode == "d4":  # the eight symmetries of the square
-        return [(turns, flip) for turns in range(4) for flip in (False, True)]
-    raise VisiontuneError(f"unknown test-time augmentation {mode!r}")
-
-
-def _view(images: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
-    images = images.flip(-1) if flip else images
-    return images.rot90(turns, dims=(-2, -1)) if turns else images
-
-
-def _unview(maps: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
-    maps = maps.rot90(-turns, dims=(-2, -1)) if turns else maps
-    return maps.flip(-1) if flip else maps
-
 
 class TrainingDiverged(VisiontuneError):
     """The training loss became NaN or infinite."""
@@ -85,26 +46,6 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VisiontuneError("--device cuda was asked for, but no CUDA GPU is available here")
     return device
-
-
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """1 - mean per-image soft Dice of the gland-class probability (smoothed by ``eps``)."""
-    probability = logits.float().softmax(dim=1)[:, 1]
-    target = target.float()
-    intersection = (probability * target).flatten(1).sum(1)
-    total = probability.flatten(1).sum(1) + target.flatten(1).sum(1)
-    return 1.0 - ((2 * intersection + eps) / (total + eps)).mean()
-
-
-def make_loss(kind: str, name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The loss function ``(logits, target) -> scalar``; cross-entropy is pixel-wise for masks."""
-    if name == "ce":
-        return lambda logits, target: F.cross_entropy(logits.float(), target)
-    if kind == "segmentation" and name == "dice":
-        return soft_dice_loss
-    if kind == "segmentation" and name == "ce+dice":
-        return lambda logits, target: F.cross_entropy(logits.float(), target) + soft_dice_loss(logits, target)
-    raise VisiontuneError(f"loss {name!r} does not apply to {kind}")
 
 
 def make_optimizer(config: TrainConfig, parameters, capturable: bool = False) -> torch.optim.Optimizer:
@@ -177,85 +118,23 @@ class Trainer:
         self.optimizer = make_optimizer(config, self.model.parameters(), capturable=self.cuda_graphs)
         self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
                           if config.lr_schedule == "cosine" else None)
-        self.loss_fn = make_loss(self.card.kind, config.loss)
+        self.loss_fn = self.kind.loss(config.loss)
         # One generator drives batch order and augmentation: a run is reproducible from its seed.
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.augmenter = Augmenter(
             parse_augment(config.augment, self.card.augmentations, self.card.name), self.generator,
             rotate_degrees=config.rotate_degrees, shift_pixels=config.shift_pixels,
             noise_std=config.noise_std, stain_jitter=config.stain_jitter,
-            padding="zeros" if self.card.kind == "classification" else "reflection",
+            padding=self.kind.padding,
         )
         self.splits = {name: DeviceSet.from_images(getattr(data, name), self.device, self.channels_last)
                        for name in ("train", "val", "test")}
         self.epoch = 0  # epochs completed
-        self.use_bf16 = self._choose_bf16()
+        train = self.splits["train"]
+        self.use_bf16 = precision.use_bf16(config.precision, self.device, lambda: precision.bf16_speedup(
+            self.model, lambda params: make_optimizer(config, params, capturable=self.cuda_graphs), self.loss_fn,
+            train.images[:config.batch_size], train.targets[:config.batch_size], self.device))
         self.precision = "bf16" if self.use_bf16 else "fp32"  # what "auto" chose, for the record
-
-    def _choose_bf16(self) -> bool:
-        """fp32 or bf16 autocast, as configured; ``auto`` decides by device and measurement.
-
-        Neither device gains for every model. On a CPU bf16 pays only where the CPU has bf16
-        matrix units (AMX, AVX512-BF16) and the model is wide enough: measured 2.9x per step for
-        a 16-wide U-Net, but 0.76x for the report's 8-wide CNN. On an H100 the report's CNN
-        (batch 32) and the FCN2 (batch 16) ran at 0.85x and 0.87x of fp32 in bf16
-        (benchmarks/results/loop_throughput-cuda-16threads.json): such small steps are bound by
-        kernel launches, and autocast adds cast kernels. So ``auto`` times a few steps of a copy
-        of the model both ways and keeps bf16 only when it is clearly faster.
-        """
-        if self.config.precision != "auto":
-            return self.config.precision == "bf16"
-        if self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            return False
-        if self.device.type == "cpu" and not cpu_has_bf16_units():
-            return False
-        return self._probe_bf16_speedup() >= BF16_MIN_SPEEDUP
-
-    def _probe_bf16_speedup(self, rounds: int = 3, steps: int = 2) -> float:
-        """Step time in fp32 over step time in bf16, on a copy of the model and one batch.
-
-        The two take turns (after one warm-up step each) and the medians are compared, so a slow
-        spell of a shared machine does not decide alone: with single timings the choice flipped
-        between runs for models near the threshold. The copy, its own optimiser and restored RNG
-        states leave the real run untouched.
-        """
-        rng_state = torch.get_rng_state()
-        cuda_rng_state = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        model = copy.deepcopy(self.model)
-        optimizer = make_optimizer(self.config, model.parameters(), capturable=self.cuda_graphs)
-        data = self.splits["train"]
-        images = data.images[:self.config.batch_size]
-        targets = data.targets[:self.config.batch_size]
-        model.train()
-
-        def synchronize() -> None:
-            if self.device.type == "cuda":  # CUDA runs asynchronously: wait before reading the clock
-                torch.cuda.synchronize(self.device)
-
-        def timed(bf16: bool, count: int) -> float:
-            synchronize()
-            start = time.perf_counter()
-            for _ in range(count):
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                    loss = self.loss_fn(model(images), targets)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            synchronize()
-            return time.perf_counter() - start
-
-        try:
-            timed(False, 1)
-            timed(True, 1)
-            fp32, bf16 = [], []
-            for _ in range(rounds):
-                fp32.append(timed(False, steps))
-                bf16.append(timed(True, steps))
-            return statistics.median(fp32) / statistics.median(bf16)
-        finally:
-            torch.set_rng_state(rng_state)
-            if cuda_rng_state is not None:  # dropout on the GPU draws from the device's generator
-                torch.cuda.set_rng_state(cuda_rng_state, self.device)
 
     # ----------------------------------------------------------------------------- training
     def _autocast(self, cache: bool = True):
@@ -280,7 +159,7 @@ class Trainer:
         for start in range(0, count, batch_size):
             index = order[start:start + batch_size]
             images, targets = data.images[index], data.targets[index]
-            if self.augmenter and self.card.kind == "segmentation":
+            if self.augmenter and self.kind.augment_targets:
                 images, targets = self.augmenter(images, targets)  # same transform on the mask
             elif self.augmenter:
                 images, _ = self.augmenter(images)
@@ -296,16 +175,10 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         self.epoch += 1
-        loss_sum, hits, total = sums
-        mean_loss = float(loss_sum) / count  # the one host synchronisation of the epoch
+        mean_loss = float(sums[0]) / count  # the one host synchronisation of the epoch
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(f"training diverged in epoch {self.epoch}: the loss is {mean_loss}")
-        result = {metrics.TRAIN_LOSS: mean_loss}
-        if self.card.kind == "classification":
-            result["train/acc"] = float(hits) / count
-        else:
-            result["train/dice_pooled"] = float(hits / total) if float(total) > 0 else 1.0
-        return result
+        return {metrics.TRAIN_LOSS: mean_loss, self.kind.train_metric: self.kind.epoch_figure(sums, count)}
 
     def _epoch_sums(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Zeroed running sums (loss, hits or Dice numerator, Dice denominator) on the device.
@@ -313,8 +186,7 @@ class Trainer:
         They stay on the device and are read once at the end of the epoch. Under CUDA graphs
         they are the same tensors every epoch, since the captured step adds into them.
         """
-        integer = torch.long if self.card.kind == "classification" else torch.float
-        fresh = (torch.zeros((), device=self.device), torch.zeros((), device=self.device, dtype=integer),
+        fresh = (torch.zeros((), device=self.device), torch.zeros((), device=self.device, dtype=self.kind.hits_dtype()),
                  torch.zeros((), device=self.device))
         if not self.cuda_graphs:
             return fresh
@@ -328,7 +200,6 @@ class Trainer:
                     sums: tuple[torch.Tensor, torch.Tensor, torch.Tensor], cache: bool = True) -> None:
         """Forward, backward and optimiser step on one batch (gradients already cleared), then
         add its loss and hits to ``sums`` without reading them on the host."""
-        loss_sum, hits, total = sums
         with self._autocast(cache):
             logits = self.model(images)
             loss = self.loss_fn(logits, targets)
@@ -339,13 +210,8 @@ class Trainer:
         with torch.no_grad():
             # Integer counts and add_(alpha=) avoid a type-promoting copy per step (5% of a
             # small CNN's step).
-            loss_sum.add_(loss.detach(), alpha=images.shape[0])
-            if self.card.kind == "classification":
-                hits.add_((logits.argmax(1) == targets).sum())
-            else:
-                numerator, denominator = metrics.dice_counts(logits.argmax(1), targets)
-                hits.add_(numerator.sum())
-                total.add_(denominator.sum())
+            sums[0].add_(loss.detach(), alpha=images.shape[0])
+            self.kind.add_step(logits, targets, sums, self.card.num_classes)
 
     def _graphed_step(self, images: torch.Tensor, targets: torch.Tensor,
                       sums: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
@@ -374,33 +240,21 @@ class Trainer:
 
     # --------------------------------------------------------------------------- evaluation
     def _eval_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """fp32 logits of one evaluation batch, averaged over the configured TTA views.
+        """fp32 logits of one evaluation batch, averaged over the configured TTA views (``tta``)."""
+        def run(batch: torch.Tensor) -> torch.Tensor:
+            with self._autocast():
+                return self.model(batch)
 
-        With test-time augmentation the class probabilities of the views are averaged (each
-        mapped back to the image's orientation) and their logarithm is returned: softmax and
-        arg-max of it give the averaged probabilities and their winner, so loss and Dice need
-        no special case.
-        """
-        views = tta_views(self.config.tta)
-        if len(views) == 1:
-            with self._autocast():
-                return self.model(images).float()
-        probabilities = None
-        for turns, flip in views:
-            view = _view(images, turns, flip)
-            if self.channels_last:
-                view = view.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
-                output = _unview(self.model(view).float().softmax(dim=1), turns, flip)
-            probabilities = output if probabilities is None else probabilities + output
-        return (probabilities / len(views)).clamp_min(torch.finfo(torch.float32).tiny).log()
+        prepare = ((lambda view: view.contiguous(memory_format=torch.channels_last)) if self.channels_last
+                   else (lambda view: view))
+        return tta.averaged_logits(run, images, self.config.tta, prepare)
 
     @torch.inference_mode()
     def predict(self, split: str) -> torch.Tensor:
         """Logits of every sample of ``split`` (``train``, ``val`` or ``test``), on the CPU."""
         self.model.eval()
         data = self.splits[split]
-        step = EVAL_BATCH[self.card.kind]
+        step = self.kind.eval_batch
         outputs = [self._eval_logits(data.images[start:start + step]).cpu() for start in range(0, len(data), step)]
         return torch.cat(outputs)
 
@@ -409,10 +263,9 @@ class Trainer:
         """Loss and metrics of ``split``, named ``<split>/loss``, ``<split>/acc`` or ``<split>/dice``."""
         self.model.eval()
         data = self.splits[split]
-        step = EVAL_BATCH[self.card.kind]
+        step = self.kind.eval_batch
         loss_sum = torch.zeros((), device=self.device)
-        accumulator = (metrics.AccuracyAccumulator(self.card.num_classes) if self.card.kind == "classification"
-                       else metrics.DiceAccumulator())
+        accumulator = self.kind.accumulator(self.card)
         for start in range(0, len(data), step):
             images, targets = data.images[start:start + step], data.targets[start:start + step]
             logits = self._eval_logits(images)

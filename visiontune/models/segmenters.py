@@ -5,13 +5,16 @@ arguments: ``depth`` pooling levels, feature maps starting at ``width`` and doub
 level, transposed convolutions back to full resolution, a 1x1 classification layer.
 FCN2 adds batchnorm and a conv-batchnorm-ReLU after each transposed convolution; the U-Net
 concatenates the encoder's features at each level (skip connections) and uses two
-convolutions per level. Input ``(N, C, H, W)`` with H and W divisible by ``2**depth``;
-output logits ``(N, 2, H, W)``.
+convolutions per level. Input ``(N, C, H, W)`` of any height and width: where they are not
+multiples of ``2**depth`` the model pads the input (reflecting its border) to the next multiple
+and crops the logits back, so non-square and non-power-of-two images work. Output logits
+``(N, K, H, W)`` for K classes.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from visiontune.models.layers import check_range, conv_block
@@ -64,9 +67,13 @@ class EncoderDecoder(nn.Module):
         self.head = nn.Conv2d(channels[0], num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
         factor = 2**self.depth
-        if x.shape[-1] % factor or x.shape[-2] % factor:
-            raise ValueError(f"input {tuple(x.shape[-2:])} is not divisible by 2**depth = {factor}")
+        pad_h, pad_w = -height % factor, -width % factor
+        if pad_h or pad_w:
+            # Reflection where the image is large enough for it, else the border pixel repeated.
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         features = []
         for level, block in enumerate(self.encoder):
             x = block(x)
@@ -79,7 +86,8 @@ class EncoderDecoder(nn.Module):
             if self.skips:
                 x = torch.cat([x, skip], dim=1)
             x = block(x)
-        return self.head(x)
+        logits = self.head(x)
+        return logits[..., :height, :width] if pad_h or pad_w else logits
 
 
 def _check(depth: int, width: int, dropout: float) -> None:
