@@ -77,3 +77,25 @@ def test_unknown_argument_and_bad_value_are_config_errors():
         build_model("cnn", blocks=5)
     with pytest.raises(ConfigError, match="activation must be one of"):
         build_model("cnn", activation="swish")
+
+
+@pytest.mark.parametrize("name", ["fcn", "fcn2", "unet"])
+def test_segmenters_take_any_height_and_width_and_return_logits_of_that_size(name):
+    """Padding inside the model to what its depth needs, then cropping back: non-square,
+    non-power-of-two sizes work and K classes come out."""
+    model = build_model(name, "segmentation", depth=3, width=4, in_channels=3, num_classes=4).eval()
+    for height, width in ((37, 50), (5, 9), (64, 40)):
+        assert model(torch.rand(2, 3, height, width)).shape == (2, 4, height, width)
+
+
+def test_the_cnn_limits_its_blocks_to_what_the_image_size_allows():
+    from visiontune.models.classifiers import max_blocks
+
+    assert max_blocks((28, 28)) == 4 and max_blocks((3, 3)) == 3 and max_blocks((2, 5)) == 2
+    model = build_model("cnn", "classification", blocks=3, in_channels=3, image_size=(3, 9), num_classes=5)
+    assert model(torch.rand(2, 3, 3, 9)).shape == (2, 5)
+    with pytest.raises(ConfigError, match="blocks=4 does not fit 3x9 images"):
+        build_model("cnn", "classification", blocks=4, in_channels=3, image_size=(3, 9), num_classes=5)
+    fnn = build_model("fnn", "classification", hidden=16, in_channels=3, image_size=(5, 7), num_classes=4)
+    assert fnn(torch.rand(2, 3, 5, 7)).shape == (2, 4)
+    assert build_model("cnn", "classification").classifier.in_features == 32 * 7 * 7  # the report's 28x28 CNN
