@@ -56,7 +56,7 @@ DEFAULT_SPACE = "warwick-unet"
 MONITOR = "monitor/test_dice"  # test Dice of a trial's best-by-validation model so far
 
 
-def monitored_trial(config, data, max_epochs, deadline=None):
+def monitored_trial(config, data, max_epochs, deadline=None, metric=None):
     """visiontune's trial loop, also scoring each new best-by-validation model on test.
 
     Defined in this script, so Ray ships it to the workers by value.
@@ -66,7 +66,7 @@ def monitored_trial(config, data, max_epochs, deadline=None):
     def score_on_test(trainer) -> dict:
         return {MONITOR: trainer.evaluate("test")[TEST_METRIC]}
 
-    run_trial(config, data, max_epochs, deadline, on_new_best=score_on_test)
+    run_trial(config, data, max_epochs, deadline, metric, on_new_best=score_on_test)
 
 
 def reach_stopper(threshold: float = THRESHOLD):

@@ -16,7 +16,7 @@ FLAKY_LR = 0.003  # raises once, in epoch 2, then succeeds when retried from its
 BROKEN_LR = 0.004  # raises in epoch 2 every time
 
 
-def flaky_trainable(config, data, max_epochs, deadline=None):
+def flaky_trainable(config, data, max_epochs, deadline=None, metric=None):
     """Runs the real trial loop, but stops with an error in epoch 2 as configured above."""
     from ray import tune
 
@@ -30,4 +30,4 @@ def flaky_trainable(config, data, max_epochs, deadline=None):
         if checkpoint is None:
             run_trial(config, data, 1, deadline)  # one good epoch, checkpointed, then the failure
         raise RuntimeError(f"injected failure (attempt {attempt})")
-    run_trial(config, data, max_epochs, deadline)
+    run_trial(config, data, max_epochs, deadline, metric)

@@ -11,6 +11,6 @@ from visiontune.trainables import run_trial
 MONITOR = "monitor/epoch_of_best"
 
 
-def monitored_trainable(config, data, max_epochs, deadline=None):
+def monitored_trainable(config, data, max_epochs, deadline=None, metric=None):
     """The real trial loop; each new best model reports the epoch it came from."""
-    run_trial(config, data, max_epochs, deadline, on_new_best=lambda trainer: {MONITOR: float(trainer.epoch)})
+    run_trial(config, data, max_epochs, deadline, metric, on_new_best=lambda trainer: {MONITOR: float(trainer.epoch)})

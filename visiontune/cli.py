@@ -21,6 +21,9 @@ EXIT_INTERRUPTED = 130
 
 
 # ------------------------------------------------------------------------------ shared options
+TASK_HELP = (f"a built-in task ({', '.join(TASKS)}) or your own data set: a folder, a .zip or a dataset.yaml "
+             "(README: Your own images)")
+
 def add_data_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
     """The data options (``data.options.DataOptions``), the same for every command that loads data."""
     from visiontune.data.options import DataOptions
@@ -63,6 +66,7 @@ def config_from_args(task: str, args: argparse.Namespace):
 def command_train(args: argparse.Namespace) -> int:
     """Train one configuration and write its run folder."""
     from visiontune import runs
+    from visiontune.data import task_label
     from visiontune.train import train_one
 
     config = config_from_args(args.task, args)  # the checks that need no data, before loading it
@@ -71,7 +75,7 @@ def command_train(args: argparse.Namespace) -> int:
     splits = data_options_from_args(args).load_splits(args.task)
     config.validate(splits.card)  # the checks that depend on the data set, before anything is written
     out = Path(args.out) if args.out else Path("runs") / runs.default_run_name(
-        "train", splits.card.name, config.model_name(splits.card.kind))
+        "train", task_label(args.task), config.model_name(splits.card.kind))
     result = train_one(config, splits, out, device=args.device, threads=args.threads,
                        progress=(lambda line: None) if args.quiet else print)
     print(f"run folder: {out}")
@@ -122,8 +126,15 @@ def command_search(args: argparse.Namespace) -> int:
         run_search(SearchOptions(**given), resume=True)
         return 0
     if not args.task:
-        raise VisiontuneError(f"search needs a TASK ({', '.join(TASKS)}), or --list-spaces")
-    run_search(SearchOptions(task=args.task, **given))
+        raise VisiontuneError(f"search needs a TASK ({', '.join(TASKS)}) or the PATH of a data set, or --list-spaces")
+    options = SearchOptions(task=args.task, **given)
+    if args.show_space:
+        from visiontune.search_spaces import describe_space, resolve_space
+
+        card = options.load_splits(options.task).card
+        print("\n".join(describe_space(resolve_space(card, options.space))))
+        return 0
+    run_search(options)
     return 0
 
 
@@ -134,8 +145,10 @@ def add_search_parser(commands) -> None:
         description="Search a space of configurations: Optuna proposes trials (TPE by default), ASHA stops weak "
                     "ones early on the validation metric, Ray runs them in parallel on CPUs or GPU fractions. "
                     "The top-k trials by validation are evaluated once on the test split.")
-    search.add_argument("task", nargs="?", choices=list(TASKS), help="a built-in task")
+    search.add_argument("task", nargs="?", metavar="TASK|PATH", help=TASK_HELP)
     search.add_argument("--list-spaces", action="store_true", help="list the named search spaces and exit")
+    search.add_argument("--show-space", action="store_true",
+                        help="print the space this search would run, fitted to the data set, and exit")
     search.add_argument("--resume", action="store_true", help="continue the search --name after an interruption")
     from visiontune.search.options import SearchOptions
 
@@ -237,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     parser = argparse.ArgumentParser(
         prog="visiontune",
-        description="Hyperparameter search for image-analysis deep learning (MNIST classification, "
-                    "WARWICK gland segmentation).",
+        description="Hyperparameter search for image-analysis deep learning: classification and segmentation "
+                    "of your own folders of images, or of the built-in data sets (MNIST, WARWICK glands, "
+                    "Fashion-MNIST, KMNIST, CIFAR-10).",
     )
     parser.add_argument("--version", action="version", version=f"visiontune {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -246,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one configuration and evaluate it on the test split",
                                 description="Train one configuration: keep the best epoch by the validation "
                                             "metric, evaluate it once on the test split, write a run folder.")
-    train.add_argument("task", choices=list(TASKS), help="a built-in task")
+    train.add_argument("task", metavar="TASK|PATH", help=TASK_HELP)
     train.add_argument("--config", metavar="FILE", help="JSON file of settings (e.g. a run's config.json); "
                                                          "options given on the command line override it")
     train.add_argument("--out", metavar="DIR", help="run folder to create (default runs/train-TASK-MODEL-TIME)")
@@ -267,9 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "classes, split, class balance, sizes, channels, normalisation, skipped "
                                            "files and every choice made; or download MNIST into the data folder.")
     data.add_argument("action", choices=["check", "download"], help="check: load and summarise; download: fetch MNIST")
-    data.add_argument("task", metavar="TASK|PATH",
-                      help=f"a built-in task ({', '.join(TASKS)}) or your own data set: a folder, a .zip or a "
-                           "dataset.yaml (README: Your own images)")
+    data.add_argument("task", metavar="TASK|PATH", help=TASK_HELP)
     add_data_options(data)
     data.set_defaults(handler=command_data)
     return parser

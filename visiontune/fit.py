@@ -37,14 +37,15 @@ class EpochEnd:
 
 def fit_epochs(trainer: Trainer, max_epochs: int, best: BestSoFar,
                on_epoch: Callable[[EpochEnd], bool | None] | None = None,
-               on_diverged: Callable[[TrainingDiverged], None] | None = None) -> str:
+               on_diverged: Callable[[TrainingDiverged], None] | None = None, metric: str | None = None) -> str:
     """Train from ``trainer.epoch`` up to ``max_epochs``, updating ``best`` after each epoch.
 
     ``on_epoch`` is called after every epoch's validation; returning True ends training there.
     A loss that is no longer finite ends training and calls ``on_diverged``. Returns how training
     ended: ``Status.FINISHED``, ``Status.STOPPED`` (by ``on_epoch``) or ``Status.DIVERGED``.
+    ``metric`` is what "best" means (default: the kind's validation metric).
     """
-    metric = trainer.kind.val_metric
+    metric = metric or trainer.kind.val_metric
     while trainer.epoch < max_epochs:
         started = time.perf_counter()
         try:

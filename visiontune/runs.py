@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 import tempfile
@@ -128,6 +129,7 @@ def prepare_out_dir(path: Path) -> Path:
 
 
 def default_run_name(*parts: str) -> str:
-    """A readable, sortable, unique-enough folder name: ``parts-YYYYmmdd-HHMMSS``."""
+    """A readable, sortable, unique-enough folder name: ``parts-YYYYmmdd-HHMMSS`` (each part with
+    anything but letters, digits, dots and dashes made a dash: a data set's name may hold spaces)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return "-".join([*parts, stamp])
+    return "-".join([*(re.sub(r"[^A-Za-z0-9._-]+", "-", part).strip("-") or "data" for part in parts), stamp])

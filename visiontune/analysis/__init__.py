@@ -74,18 +74,20 @@ def _figures(run: RunRecord, metric: str, top_trials, parameters: list[str], out
                  "trial is not among the evaluated top-k); test figures skipped")
     elif card.kind == "classification":
         data = np.load(predictions)
-        add("confusion_matrix.png", plots.confusion_matrix(data["predicted"], data["target"], card.num_classes),
+        add("confusion_matrix.png", plots.confusion_matrix(data["predicted"], data["target"], card.classes),
             f"Test confusion matrix of the best trial ({best.trial_id}), evaluated once after the search: rows "
-            f"are the true digits, columns the predictions.")
+            f"are the true classes, columns the predictions.")
         wrong = data["wrong_index"]
         add("misclassified.png", plots.misclassified(data["wrong_images"], data["target"][wrong],
-                                                     data["predicted"][wrong]),
-            f"Test digits the best trial ({best.trial_id}) got wrong, with their true and predicted labels.")
+                                                     data["predicted"][wrong], card.classes),
+            f"Test images the best trial ({best.trial_id}) got wrong, with their true and predicted classes.")
     else:
         data = np.load(predictions)
-        add("best_worst.png", plots.best_and_worst(data["images"], data["target"], data["predicted"], data["dice"]),
+        add("best_worst.png", plots.best_and_worst(data["images"], data["target"], data["predicted"], data["dice"],
+                                                   card.classes),
             f"The three best and three worst test images of the best trial ({best.trial_id}) by per-image Dice: "
-            f"the stain image, the ground-truth glands and the predicted glands, as in the report's figures.")
+            f"the image, the ground truth and the prediction, a colour per class ({', '.join(card.classes[1:])}; "
+            f"background black).")
     if run.pareto:
         front = {p["trial_id"] for p in run.pareto}
         points = [(t.trial_id, t.best(metric)[0], t.weights()) for t in run.trials

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import cm, colors
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from visiontune.analysis.load import RunRecord
 from visiontune.record import DIVERGED, EPOCH, EPOCH_TIME, ITERATION_TIME, TIMESTAMP, TrialRecord, is_missing, metric_mode
@@ -187,36 +188,55 @@ def importance(importances: dict[str, float], basis: str) -> Figure:
     return figure
 
 
-def confusion_matrix(predicted: np.ndarray, target: np.ndarray, classes: int = 10) -> Figure:
-    """The test confusion matrix (rows: true digit, columns: predicted), counts annotated."""
+def confusion_matrix(predicted: np.ndarray, target: np.ndarray, class_names: list[str]) -> Figure:
+    """The test confusion matrix (rows: true class, columns: predicted), counts annotated, classes named."""
+    classes = len(class_names)
     matrix = np.zeros((classes, classes), dtype=int)
     np.add.at(matrix, (target.astype(int), predicted.astype(int)), 1)
-    figure = Figure(figsize=(7, 6))
+    side = min(20.0, max(6.0, 0.45 * classes + 3))
+    figure = Figure(figsize=(side + 1, side))
     axes = figure.subplots()
     image = axes.imshow(np.log1p(matrix), cmap="Blues")
-    for row in range(classes):
-        for column in range(classes):
-            if matrix[row, column]:
-                axes.text(column, row, str(matrix[row, column]), ha="center", va="center", fontsize=7,
-                          color="white" if row == column else "black")
-    axes.set(xticks=range(classes), yticks=range(classes), xlabel="predicted", ylabel="true",
+    if classes <= 30:  # beyond that the numbers would not fit their cells
+        for row in range(classes):
+            for column in range(classes):
+                if matrix[row, column]:
+                    axes.text(column, row, str(matrix[row, column]), ha="center", va="center", fontsize=7,
+                              color="white" if row == column else "black")
+    long_names = max(len(name) for name in class_names) > 3
+    axes.set_xticks(range(classes), class_names, rotation=45 if long_names else 0, ha="right" if long_names else "center")
+    axes.set_yticks(range(classes), class_names)
+    axes.set(xlabel="predicted", ylabel="true",
              title=f"test confusion matrix ({int(np.trace(matrix))}/{matrix.sum()} correct)")
     figure.colorbar(image, ax=axes, label="log(1 + count)")
     figure.tight_layout()
     return figure
 
 
-def misclassified(images: np.ndarray, target: np.ndarray, predicted: np.ndarray, count: int = 40) -> Figure:
-    """A grid of misclassified test digits titled 'true -> predicted'."""
+def picture(image: np.ndarray) -> np.ndarray:
+    """A ``(C, H, W)`` uint8 image as something ``imshow`` shows as it looks: grey as is, RGB as
+    RGB, WARWICK's two stain channels as red and green, like the data set's own PNGs."""
+    if image.shape[0] == 1:
+        return image[0]
+    if image.shape[0] == 2:
+        return stain_rgb(image)
+    return np.ascontiguousarray(image[:3].transpose(1, 2, 0))
+
+
+def misclassified(images: np.ndarray, target: np.ndarray, predicted: np.ndarray, class_names: list[str],
+                  count: int = 40) -> Figure:
+    """A grid of misclassified test images titled 'true -> predicted'."""
     figure = Figure(figsize=(10, 5))
     shown = min(count, len(images))
     grid = figure.subplots(4, 10)
     for index, axes in enumerate(grid.flat):
         axes.set_axis_off()
         if index < shown:
-            axes.imshow(images[index].reshape(images.shape[-2:]), cmap="gray_r")
-            axes.set_title(f"{target[index]} -> {predicted[index]}", fontsize=8, color="#b00")
-    figure.suptitle(f"misclassified test digits (true -> predicted): {shown} of {len(images)} shown")
+            image = picture(images[index])
+            axes.imshow(image, cmap="gray_r" if image.ndim == 2 else None)
+            axes.set_title(f"{class_names[target[index]]} -> {class_names[predicted[index]]}", fontsize=7,
+                           color="#b00")
+    figure.suptitle(f"misclassified test images (true -> predicted): {shown} of {len(images)} shown")
     figure.tight_layout(rect=(0, 0, 1, 0.96))
     return figure
 
@@ -228,22 +248,35 @@ def stain_rgb(image: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def best_and_worst(images: np.ndarray, target: np.ndarray, predicted: np.ndarray, dice: np.ndarray) -> Figure:
-    """The three best and three worst test images: image, ground truth, prediction, per-image Dice."""
+def class_colours(count: int) -> colors.ListedColormap:
+    """One colour per class, the background black (a mask drawn with it shows each class apart)."""
+    return colors.ListedColormap(["#000000"] + [PALETTE[i % len(PALETTE)] for i in range(count - 1)])
+
+
+def best_and_worst(images: np.ndarray, target: np.ndarray, predicted: np.ndarray, dice: np.ndarray,
+                   class_names: list[str]) -> Figure:
+    """The three best and three worst test images: image, ground truth, prediction (a colour per
+    class, named in the legend), per-image Dice."""
     order = np.argsort(dice)
     picks = [(i, "best") for i in order[::-1][:3]] + [(i, "worst") for i in order[:3]]
     figure = Figure(figsize=(9, 15))
     grid = figure.subplots(len(picks), 3)
+    palette = class_colours(len(class_names))
     for row, (index, kind) in enumerate(picks):
-        panels = [(stain_rgb(images[index]), "image"), (target[index], "ground truth"),
+        panels = [(picture(images[index]), "image"), (target[index], "ground truth"),
                   (predicted[index], f"prediction, Dice {dice[index]:.3f}")]
-        for column, (picture, label) in enumerate(panels):
+        for column, (shown, label) in enumerate(panels):
             axes = grid[row, column]
-            axes.imshow(picture, cmap=None if picture.ndim == 3 else "gray", vmin=0, vmax=255 if picture.ndim == 3 else 1)
+            if column == 0:
+                axes.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+            else:
+                axes.imshow(shown, cmap=palette, vmin=0, vmax=len(class_names) - 1, interpolation="nearest")
             axes.set_axis_off()
             axes.set_title(f"{kind} #{row % 3 + 1} (test {index + 1}): {label}" if column == 0 else label, fontsize=8)
+    handles = [Patch(color=palette(i), label=name) for i, name in enumerate(class_names)]
+    figure.legend(handles=handles, loc="lower center", ncol=min(6, len(class_names)), fontsize=8)
     figure.suptitle(f"best and worst test images of the best model (mean per-image Dice {dice.mean():.3f})")
-    figure.tight_layout(rect=(0, 0, 1, 0.96))
+    figure.tight_layout(rect=(0, 0.03, 1, 0.96))
     return figure
 
 

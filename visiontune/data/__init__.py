@@ -11,9 +11,11 @@ Sub-modules: ``mnist`` and ``warwick`` read the report's sets (folders, zips, ID
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from visiontune.data.card import build_card
 from visiontune.data.paths import resolve_data_dir
+from visiontune.data.spec import SPEC_FILE
 from visiontune.data.splits import DataSplits, ImageSet, limit, split_train_val
 from visiontune.errors import ConfigError, DataError
 from visiontune.tasks import TASKS, get_task
@@ -27,6 +29,17 @@ CLASS_NAMES = {"mnist": [str(d) for d in range(10)], "warwick": ["background", "
 def is_builtin(name: str) -> bool:
     """Whether ``name`` is a built-in task rather than a path to a user's data set."""
     return name in TASKS
+
+
+def task_label(task: str) -> str:
+    """A short name for run folders: the built-in task, or the data set's folder, zip or
+    ``dataset.yaml``'s folder name."""
+    if is_builtin(task):
+        return task
+    path = Path(os.path.expanduser(task)).resolve()
+    if path.name == SPEC_FILE:
+        return path.parent.name
+    return path.stem if path.suffix.lower() == ".zip" else path.name
 
 
 def kind_of(task: str) -> str:
@@ -124,4 +137,4 @@ def load_splits(
                        train_limit=train_limit, max_data_gb=max_data_gb)
 
 
-__all__ = ["DataSplits", "ImageSet", "is_builtin", "kind_of", "load_splits", "resolve_data_dir"]
+__all__ = ["DataSplits", "ImageSet", "is_builtin", "kind_of", "load_splits", "resolve_data_dir", "task_label"]

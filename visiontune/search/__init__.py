@@ -19,6 +19,7 @@ import time
 from typing import Any, Callable
 
 from visiontune import runs
+from visiontune.data import task_label
 from visiontune.errors import ConfigError, SearchInterrupted
 from visiontune.record import SEARCH_FILE
 from visiontune.search.options import (REPORT_BEST, RESUME_OPTIONS, SearchOptions, SearchPlan, TrialResources,
@@ -41,7 +42,7 @@ def _run_folder(options: SearchOptions, resume: bool) -> tuple[SearchOptions, Ru
         recorded.address, recorded.storage = options.address, options.storage
         recorded.time_budget = options.time_budget or None
         return recorded, store
-    options.name = options.name or runs.default_run_name("search", options.task)
+    options.name = options.name or runs.default_run_name("search", task_label(options.task))
     store = RunStore(options.storage, options.name)
     if store.exists():
         raise ConfigError(f"{store.location} already exists; continue it with --resume --name {options.name} "

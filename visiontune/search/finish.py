@@ -54,7 +54,7 @@ def evaluate_on_test(config: dict[str, Any], state: dict[str, Any], data: DataSp
                   "wrong_index": wrong.numpy(), "wrong_images": data.test.images[wrong].numpy()}
     else:
         masks = segmentation_map(logits)
-        arrays = {"dice": dice_per_image(masks, targets).numpy(), "predicted": masks.numpy().astype(np.uint8),
+        arrays = {"dice": dice_per_image(masks, targets, trainer.card.num_classes).numpy(), "predicted": masks.numpy().astype(np.uint8),
                   "target": targets.numpy().astype(np.uint8), "images": data.test.images.numpy()}
     return metrics, arrays
 

@@ -69,9 +69,13 @@ class SearchOptions(TrialResources, DataOptions):
 
     OPTION_GROUPS = (WHAT, WHERE)  # the order of the sections in --help (the data options last)
 
-    task: str = option("", "a built-in task", cli=False)  # the command's positional argument
+    task: str = option("", "a built-in task or a data set's path", cli=False)  # the command's positional argument
     space: str | None = option(None, "named space (see --list-spaces) or a YAML/JSON file; default: the task's "
-                                     "full space", metavar="NAME|FILE", group=WHAT)
+                                     "full space, fitted to the data set (--show-space prints it)",
+                               metavar="NAME|FILE", group=WHAT)
+    metric: str | None = option(None, "what selection and ASHA maximise: val/acc, val/balanced_acc or val/macro_f1 "
+                                      "(classification), val/dice or val/dice_pooled (segmentation); default val/acc "
+                                      "or val/dice", metavar="METRIC", group=WHAT)
     trials: int | None = option(None, f"number of trials (default {DEFAULT_TRIALS}; grid: every point)",
                                 metavar="N", group=WHAT)
     max_epochs: int = option(10, "epochs of a trial that is never stopped", metavar="N", group=WHAT)
@@ -206,7 +210,11 @@ def check_numbers(options: SearchOptions) -> None:
 def check_options(options: SearchOptions, card: DatasetCard) -> SearchPlan:
     """Validate every option against the data set ``card`` describes and resolve the space; a
     :class:`ConfigError` naming the first problem."""
-    metric = card.task_kind.val_metric
+    kind = card.task_kind
+    metric = options.metric or kind.val_metric
+    if metric not in kind.val_metrics:
+        raise ConfigError(f"--metric must be one of {', '.join(kind.val_metrics)} for {card.name} ({kind.name}), "
+                          f"not {metric!r}")
     grace_period = options.grace_period if options.grace_period is not None else default_grace_period(options.max_epochs)
     _check_numbers(options, grace_period)
     budget = parse_duration(options.time_budget)

@@ -163,7 +163,8 @@ def wrapped_trainable(options: SearchOptions, plan: SearchPlan, data, trial_func
     from visiontune.trainables import trainable_for
 
     function = trial_function or trainable_for(data.card.kind)
-    with_data = tune.with_parameters(function, data=data, max_epochs=options.max_epochs, deadline=plan.deadline)
+    with_data = tune.with_parameters(function, data=data, max_epochs=options.max_epochs, deadline=plan.deadline,
+                                     metric=plan.metric)
     return tune.with_resources(with_data, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
 
 

@@ -19,6 +19,7 @@ from visiontune.config import config_from_dict
 from visiontune.errors import ConfigError
 from visiontune.search_spaces import classification, grids, segmentation
 from visiontune.search_spaces.declarative import DeclarativeSpace, load_space_file
+from visiontune.search_spaces.fitting import FittedSpace, limits_for
 from visiontune.tasks import TASKS
 
 if TYPE_CHECKING:
@@ -106,8 +107,8 @@ def list_spaces(kind: str | None = None) -> list[tuple[str, str, str]]:
 
 def resolve_space(card: "DatasetCard", spec: str | None) -> SearchSpace:
     """The space named ``spec`` (default: the data set's own name, else its kind's full space) or
-    loaded from a YAML/JSON file, for the data set ``card`` describes."""
-    task, kind = card.name, card.kind
+    loaded from a YAML/JSON file, fitted to the data set ``card`` describes (``fitting``)."""
+    task, kind, limits = card.name, card.kind, limits_for(card)
     spec = spec or (task if task in NAMED_SPACES and NAMED_SPACES[task].kind == kind else DEFAULT_SPACES[kind])
     if spec in NAMED_SPACES:
         named = NAMED_SPACES[spec]
@@ -116,14 +117,54 @@ def resolve_space(card: "DatasetCard", spec: str | None) -> SearchSpace:
                               f"not {task} ({kind})")
         if isinstance(named.space, dict):
             declarative = DeclarativeSpace(named.space, card, f"space {spec!r}")
-            return SearchSpace(spec, task, named.description, declarative, declarative)
-        return SearchSpace(spec, task, named.description, named.space)
+            return SearchSpace(spec, task, named.description, FittedSpace(declarative, limits), declarative)
+        return SearchSpace(spec, task, named.description, FittedSpace(named.space, limits))
     path = Path(spec)
     if not (path.suffix.lower() in (".yaml", ".yml", ".json") or path.exists()):
         names = ", ".join(name for name, *_ in list_spaces(kind))
         raise ConfigError(f"unknown space {spec!r}; named spaces for {task}: {names} (or give a .yaml/.json file)")
     declarative = DeclarativeSpace(load_space_file(path), card, str(path))
-    return SearchSpace(str(path), task, declarative.description, declarative, declarative)
+    return SearchSpace(str(path), task, declarative.description, FittedSpace(declarative, limits), declarative)
+
+
+def _shown(distribution) -> str:
+    import optuna
+
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return "one of " + ", ".join(map(str, distribution.choices))
+    kind = "int" if isinstance(distribution, optuna.distributions.IntDistribution) else "float"
+    return f"{kind} {distribution.low:g} to {distribution.high:g}{' (log)' if distribution.log else ''}"
+
+
+def describe_space(space: SearchSpace, samples: int = 300, seed: int = 0) -> list[str]:
+    """The space as it will be searched, one line per setting: each parameter's range or choices
+    (as fitted to the data set) with how often it is active, then the constants."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed), direction="maximize")
+    distributions: dict[str, list[str]] = {}  # a setting may range differently by branch (lr by optimizer)
+    active: dict[str, int] = {}
+    constants: dict[str, Any] = {}
+    for _ in range(samples):
+        trial = study.ask()
+        constants.update(space.define_by_run(trial) or {})
+        for name, distribution in trial.distributions.items():
+            shown = _shown(distribution)
+            if shown not in distributions.setdefault(name, []):
+                distributions[name].append(shown)
+            active[name] = active.get(name, 0) + 1
+        study.tell(trial, 0.0)
+    lines = [f"space {space.name!r} for {space.task}: {space.description}"]
+    for name, shown in distributions.items():
+        share = active[name] / samples
+        lines.append(f"  {name}: {' or '.join(shown)}"
+                     + ("" if share == 1 else f"  (in {share:.0%} of the draws: conditional)"))
+    if space.has_rows:
+        lines.append(f"  grid rows: {len(space.grid_points())} points")
+    for name, value in constants.items():
+        lines.append(f"  {name} = {value!r}  (constant)")
+    return lines
 
 
 def check_space(space: SearchSpace, fixed: dict[str, Any], card: "DatasetCard", samples: int = 64,
@@ -182,4 +223,4 @@ def check_point_in_space(space: SearchSpace, point: dict[str, Any], fixed: dict[
             raise ConfigError(f"{key}={value!r} lies outside the range [{low}, {high}] of space {space.name!r}")
 
 
-__all__ = ["SearchSpace", "check_point_in_space", "check_space", "list_spaces", "resolve_space"]
+__all__ = ["SearchSpace", "check_point_in_space", "check_space", "describe_space", "list_spaces", "resolve_space"]

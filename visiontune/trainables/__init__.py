@@ -14,15 +14,15 @@ from visiontune.trainables.loop import run_trial
 
 
 def classification_trainable(config: dict[str, Any], data: DataSplits, max_epochs: int,
-                             deadline: float | None = None) -> None:
-    """Train and report an MNIST classifier trial (``val/acc``)."""
-    run_trial(config, data, max_epochs, deadline)
+                             deadline: float | None = None, metric: str | None = None) -> None:
+    """Train and report a classifier trial (``val/acc`` unless ``metric`` says otherwise)."""
+    run_trial(config, data, max_epochs, deadline, metric)
 
 
 def segmentation_trainable(config: dict[str, Any], data: DataSplits, max_epochs: int,
-                           deadline: float | None = None) -> None:
-    """Train and report a WARWICK segmenter trial (``val/dice``)."""
-    run_trial(config, data, max_epochs, deadline)
+                           deadline: float | None = None, metric: str | None = None) -> None:
+    """Train and report a segmenter trial (``val/dice`` unless ``metric`` says otherwise)."""
+    run_trial(config, data, max_epochs, deadline, metric)
 
 
 TRAINABLES: dict[str, Callable[..., None]] = {

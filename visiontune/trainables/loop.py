@@ -36,8 +36,9 @@ def _assigned_device_and_threads() -> tuple[str, int | None, str]:
 
 
 def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadline: float | None = None,
-              on_new_best: Callable[[Trainer], dict[str, float]] | None = None) -> None:
-    """Train ``config`` for up to ``max_epochs`` epochs, reporting to Ray Tune after each.
+              metric: str | None = None, on_new_best: Callable[[Trainer], dict[str, float]] | None = None) -> None:
+    """Train ``config`` for up to ``max_epochs`` epochs, reporting to Ray Tune after each;
+    ``metric`` (default the kind's validation metric) decides the best epoch, as it does the search.
 
     With a ``deadline`` (a time budget, as ``time.time()``), a trial does not start after it,
     and a running trial ends cleanly at its first report after it.
@@ -52,14 +53,14 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
     if deadline is not None and time.time() >= deadline and tune.get_checkpoint() is None:
         # Proposed before the budget ran out but placed after it: end at once. The one report
         # (epoch 0, the worst metric) keeps schedulers, which expect the metric, satisfied.
-        metric = data.card.task_kind.val_metric
+        metric = metric or data.card.task_kind.val_metric
         tune.report({metric: 0.0, best_name(metric): 0.0, EPOCH: 0, BEST_EPOCH: 0, DIVERGED: False})
         return
 
     settings = config_from_dict(dict(config), "trial config")
     device, threads, node_id = _assigned_device_and_threads()
     trainer = Trainer(settings, data, device=device, threads=threads)
-    metric = trainer.kind.val_metric
+    metric = metric or trainer.kind.val_metric
     best = BestSoFar()
     monitored: dict[str, float] = {}
 
@@ -92,7 +93,7 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
         return out_of_time
 
-    if fit_epochs(trainer, max_epochs, best, report_epoch) == Status.DIVERGED:
+    if fit_epochs(trainer, max_epochs, best, report_epoch, metric=metric) == Status.DIVERGED:
         # Report once more so the trial's record shows the divergence; the metric keeps the
         # best value seen (0 if none) so that schedulers and searchers rank it as weak.
         fallback = best.value if best.epoch else 0.0
