@@ -95,3 +95,41 @@ def builtin_card(task: str):
 
         _CARDS[task] = load_splits(task, synthetic=True).card
     return _CARDS[task]
+
+
+def write_shapes(root: Path, count: int = 24, size: tuple[int, int] = (24, 40), seed: int = 0) -> Path:
+    """A three-class segmentation set (``images/`` + ``masks/``, ``dataset.yaml`` naming background,
+    square, disc) of non-square colour images: red squares and green discs on noise."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    height, width = size
+    rows, columns = np.mgrid[:height, :width]
+    for index in range(count):
+        image = rng.normal(0.3, 0.1, (height, width, 3))
+        mask = np.zeros((height, width), dtype=np.uint8)
+        for shape in range(2):
+            y, x, r = rng.integers(5, height - 5), rng.integers(5, width - 5), rng.integers(3, 5)
+            if (index + shape) % 2:
+                inside, label, colour = (abs(rows - y) < r) & (abs(columns - x) < r), 1, (0.9, 0.2, 0.2)
+            else:
+                inside, label, colour = (rows - y) ** 2 + (columns - x) ** 2 < r * r, 2, (0.2, 0.9, 0.2)
+            mask[inside], image[inside] = label, colour
+        (root / "images" / f"s{index}.png").write_bytes(png_bytes((np.clip(image, 0, 1) * 255).astype(np.uint8)))
+        (root / "masks" / f"s{index}_mask.png").write_bytes(png_bytes(mask))
+    (root / "dataset.yaml").write_text("name: shapes\nclasses: [background, square, disc]\n")
+    return root
+
+
+def write_colour_classes(root: Path, names=("ant", "bee", "cat"), per_class: int = 12,
+                         size: tuple[int, int] = (12, 12), seed: int = 0) -> Path:
+    """A colour classification set in class folders: each class a different mean colour, so that
+    a small model learns it in an epoch or two."""
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        tint = np.roll(np.array([0.8, 0.2, 0.2]), label)
+        for index in range(per_class):
+            image = np.clip(rng.normal(tint, 0.15, (*size, 3)), 0, 1)
+            (root / name / f"{index}.png").write_bytes(png_bytes((image * 255).astype(np.uint8)))
+    return root

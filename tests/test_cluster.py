@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from cluster_helpers import HEAD_IP, LoopbackCluster
+from helpers import write_shapes
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER_IP = "127.0.0.3"
@@ -112,7 +113,10 @@ def test_search_on_two_nodes_runs_trials_on_both(two_nodes, tmp_path):
     storage = tmp_path / "shared-runs"  # one folder both nodes see, as an NFS mount would be
     # Trials of several seconds: with workers reused between trials, very short trials could all
     # be done by the first node's worker before the second node's worker process has started.
-    process = _search(two_nodes, storage, "two-nodes", "warwick", "--synthetic", "--space", "warwick-unet",
+    # A folder of the user's own images: the driver reads it and ships the arrays through Ray's
+    # object store, so the worker node needs no copy of the files.
+    data = write_shapes(tmp_path / "driver-data", count=48, size=(96, 128))
+    process = _search(two_nodes, storage, "two-nodes", str(data), "--space", "warwick-unet",
                       "--trials", "4", "--max-epochs", "3", "--scheduler", "none",
                       "--top-k", "4")  # every trial keeps its checkpoints, to check where they were written
     stdout, stderr = _finish(process, timeout_s=300)
@@ -127,7 +131,8 @@ def test_search_on_two_nodes_runs_trials_on_both(two_nodes, tmp_path):
     for trial in trials:
         assert list((run / trial["path"]).glob("checkpoint_*/state.pt")), trial["trial_id"]
     test = json.loads((run / "test_results.json").read_text())
-    assert len(test["trials"]) == 4 and all("test/dice" in v for v in test["trials"].values())
+    assert len(test["trials"]) == 4 and all({"test/dice/square", "test/dice/disc"} <= set(v)
+                                            for v in test["trials"].values())
     assert (run / "trials.csv").read_text().count("\n") == 5
 
 

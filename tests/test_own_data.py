@@ -1,0 +1,120 @@
+"""Your own images, part 2: train, search and analyse generated data sets of every layout."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from helpers import write_colour_classes, write_shapes, write_tree
+from visiontune.cli import main
+from visiontune.data import load_splits
+from visiontune.search import SearchOptions, run_search
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def shapes_search(ray_address, tmp_path_factory):
+    """One finished search on a three-class, non-square (24x40) segmentation folder, with its report."""
+    root = tmp_path_factory.mktemp("own")
+    data = write_shapes(root / "shapes")
+    lines: list[str] = []
+    summary = run_search(SearchOptions(task=str(data), space="warwick-unet", trials=3, max_epochs=2, top_k=2,
+                                       storage=str(root / "runs"), name="shapes", report=True),
+                         progress=lines.append)
+    return summary, root / "runs" / "shapes", lines
+
+
+def test_a_three_class_search_ranks_by_mean_foreground_dice_and_reports_each_class(shapes_search):
+    summary, run, _ = shapes_search
+    table = pd.read_csv(run / "trials.csv")
+    values = list(table["best_val/dice"].dropna())
+    assert len(table) == 3 and values == sorted(values, reverse=True)
+    tested = json.loads((run / "test_results.json").read_text())["trials"]
+    assert len(tested) == 2
+    for result in tested.values():
+        # val/dice and test/dice: per image and class, averaged over images, then over the classes
+        assert result["test/dice"] == pytest.approx((result["test/dice/square"] + result["test/dice/disc"]) / 2)
+    assert {"test/dice/square", "test/dice/disc"} <= set(table.columns)
+    card = json.loads((run / "search.json").read_text())["data"]["card"]
+    assert card["classes"] == ["background", "square", "disc"] and card["image_size"] == [24, 40]
+    report = (run / "analysis" / "report.html").read_text()
+    # per-class figures in the ranked table; the overlays captioned with the class names
+    assert "test/dice/square" in report and "square, disc; background black" in report and 'alt="best_worst"' in report
+
+
+def test_train_works_on_each_layout_from_the_command_line(tmp_path, capsys):
+    """Class folders (carved split), train/test folders, images + masks, a .zip and a dataset.yaml."""
+    colour = write_colour_classes(tmp_path / "colour")
+    split = write_tree(tmp_path / "split", {f"{part}/{name}/{i}.png": (colour / name / f"{i}.png").read_bytes()
+                                            for part, count in (("train", 9), ("test", 3))
+                                            for name in ("ant", "bee", "cat") for i in range(count)})
+    shapes = write_shapes(tmp_path / "shapes", count=12)
+    archive = tmp_path / "colour.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path in sorted(colour.rglob("*.png")):
+            bundle.write(path, path.relative_to(tmp_path))
+    runs = [(colour, ["--blocks", "2", "--width", "4"]), (split, ["--blocks", "2", "--width", "4"]),
+            (archive, ["--model", "fnn", "--hidden", "16"]),
+            (shapes / "dataset.yaml", ["--model", "unet", "--depth", "2", "--width", "4"])]
+    for index, (path, extra) in enumerate(runs):
+        out = tmp_path / f"run{index}"
+        assert main(["train", str(path), "--epochs", "1", "--quiet", "--precision", "fp32", "--out", str(out),
+                     *extra]) == 0, capsys.readouterr().err
+        result = json.loads((out / "result.json").read_text())
+        card = result["data"]["card"]
+        assert card["channels"] == 3 and result["status"] == "finished"
+        if card["kind"] == "segmentation":
+            assert card["image_size"] == [24, 40] and "test/dice/disc" in result
+        else:
+            assert card["classes"] == ["ant", "bee", "cat"] and "test/acc" in result
+
+
+def test_the_cnn_and_the_space_respect_what_a_small_image_allows(tmp_path, capsys):
+    """2x6 images leave a pixel for at most 2 CNN blocks: the fitted space offers 1-2, a batch size
+    no larger than the training set, and training with 3 blocks is a one-line error."""
+    root = write_colour_classes(tmp_path / "tiny", per_class=8, size=(2, 6))
+    assert main(["search", str(root), "--show-space"]) == 0
+    shown = capsys.readouterr().out
+    assert "blocks: int 1 to 2" in shown and "batch_size: one of 17" in shown  # 24 images: 17 to train on
+    assert "augment: one of none, rotate,shift" in shown
+    assert main(["train", str(root), "--blocks", "3", "--epochs", "1", "--out", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert "blocks=3 does not fit 2x6 images" in error and error.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_metric_chooses_what_the_search_maximises(tmp_path, capsys):
+    from visiontune.search.options import check_options
+
+    card = load_splits(str(write_colour_classes(tmp_path / "colour"))).card
+    plan = check_options(SearchOptions(task="colour", metric="val/balanced_acc"), card)
+    assert plan.metric == "val/balanced_acc"
+    with pytest.raises(Exception, match="--metric must be one of val/acc, val/balanced_acc, val/macro_f1"):
+        check_options(SearchOptions(task="colour", metric="val/dice"), card)
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"pets/cat/1.png": "image", "pets/dog/notes.txt": b"x"}, "a class folder with no images"),
+    ({"pets/dataset.yaml": b"colour: red\n", "pets/a/1.png": "image", "pets/b/1.png": "image"}, "unknown key"),
+])
+def test_bad_data_gives_the_same_one_line_error_from_train_and_search(tmp_path, capsys, files, message):
+    from helpers import png_bytes
+    import numpy as np
+
+    written = {name: png_bytes(np.zeros((8, 8), np.uint8)) if content == "image" else content
+               for name, content in files.items()}
+    root = write_tree(tmp_path, written) / "pets"
+    for command in (["train", str(root), "--out", str(tmp_path / "out")],
+                    ["search", str(root), "--storage", str(tmp_path / "runs"), "--name", "s"]):
+        assert main(command) == 1
+        error = capsys.readouterr().err
+        assert message in error and error.count("\n") == 1 and "Traceback" not in error
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
