@@ -118,3 +118,25 @@ def test_bad_data_gives_the_same_one_line_error_from_train_and_search(tmp_path, 
         error = capsys.readouterr().err
         assert message in error and error.count("\n") == 1 and "Traceback" not in error
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+def test_warwick_written_as_folders_trains_to_the_built_in_test_dice(warwick_root, tmp_path):
+    """WARWICK as train/val/test folders of images/ + 0/255 masks, keeping the two stain channels
+    (dataset.yaml ``channels: [0, 1]``), is the same data in the same order: the same test Dice."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from own_data_equivalence import train, write_warwick_folders
+
+    write_warwick_folders(tmp_path / "folders", str(warwick_root))
+    built_in, folder = load_splits("warwick", data_dir=warwick_root), load_splits(str(tmp_path / "folders"))
+    for part in ("train", "val", "test"):
+        assert torch.equal(getattr(built_in, part).images, getattr(folder, part).images)
+        assert torch.equal(getattr(built_in, part).targets, getattr(folder, part).targets)
+    settings = {"model": "fcn2", "optimizer": "adam", "epochs": 6, "seed": 0, "precision": "fp32"}
+    expected = train("warwick", settings, tmp_path / "built-in", str(warwick_root))
+    got = train(str(tmp_path / "folders"), settings, tmp_path / "own", None)
+    assert abs(expected["test/dice"] - got["test/dice"]) <= 0.005
+    assert got["data"]["card"]["channels"] == 2

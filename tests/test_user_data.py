@@ -197,6 +197,8 @@ def _truncated() -> bytes:
      "mask is 10x10 but its image"),
     ({"a/0.png": encode(grey()), "b/0.png": encode(grey()), "dataset.yaml": b"kind: [oops\n"}, "not valid YAML"),
     ({"a/0.png": encode(grey()), "b/0.png": encode(grey()), "dataset.yaml": b"colour: true\n"}, "unknown key 'colour'"),
+    ({"a/0.png": encode(grey()), "b/0.png": encode(grey()), "dataset.yaml": b"channels: [0, 5]\n"},
+     "channels: expected 1, 3 or a list of distinct RGB channel indices"),
     ({"train/a/0.png": encode(grey()), "train/b/0.png": encode(grey()), "test/c/0.png": encode(grey())},
      "class folder c not in"),
     ({"loose.png": encode(grey())}, "cannot tell the kind of data set"),

@@ -145,7 +145,7 @@ def summary_lines(card: DatasetCard) -> list[str]:
         lines.append("  sizes: " + ", ".join(f"{key} {sizes[key][0]}x{sizes[key][1]}" for key in ("min", "median", "max"))
                      + " (as read)")
     lines.append("  mean " + ", ".join(f"{v:.3f}" for v in card.mean) + "; std " + ", ".join(f"{v:.3f}" for v in card.std)
-                 + " (per channel, training images on [0, 1]; used to normalise)")
+                 + " (per channel, of the training images on [0, 1]; recorded for predict and export)")
     if card.skipped:
         lines.append("  skipped: " + ", ".join(f"{n} {why}" for why, n in card.skipped.items()))
     lines.append("  augmentations permitted: " + (", ".join(card.augmentations) or "none"))

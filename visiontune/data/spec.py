@@ -24,6 +24,7 @@ from visiontune.errors import DataError
 
 SPEC_FILE = "dataset.yaml"
 KINDS = ("classification", "segmentation")
+DERIVED = ("keep_channels",)  # set from another key (channels), not a key of its own
 
 
 @dataclass
@@ -34,7 +35,8 @@ class DatasetSpec:
     kind: str | None = None
     classes: list[str] | None = None
     image_size: list[int] | None = None  # [height, width]
-    channels: int | None = None
+    channels: int | None = None  # 1 (grey) or 3 (RGB) to decode to
+    keep_channels: list[int] | None = None  # of the RGB channels, the ones kept (channels: [0, 1])
     val_fraction: float | None = None
     test_fraction: float | None = None
     augmentations: list[str] | None = None
@@ -63,7 +65,7 @@ def parse_spec(data: Any, where: str) -> DatasetSpec:
         return DatasetSpec()
     if not isinstance(data, dict):
         raise DataError(f"{where}: expected a mapping of settings (name, kind, classes, ...)")
-    known = [f.name for f in fields(DatasetSpec)]
+    known = [f.name for f in fields(DatasetSpec) if f.name not in DERIVED]
     unknown = sorted(str(key) for key in data if key not in known)
     if unknown:
         raise DataError(f"{where}: unknown key {', '.join(map(repr, unknown))}; valid keys: {', '.join(known)}")
@@ -85,9 +87,18 @@ def parse_spec(data: Any, where: str) -> DatasetSpec:
     if data.get("image_size") is not None:
         spec.image_size = parse_image_size(data["image_size"], f"{where}: image_size")
     if data.get("channels") is not None:
-        if data["channels"] not in (1, 3) or isinstance(data["channels"], bool):
-            raise DataError(f"{where}: channels: expected 1 (grey) or 3 (RGB), not {data['channels']!r}")
-        spec.channels = int(data["channels"])
+        value = data["channels"]
+        if isinstance(value, list):  # some of the RGB channels, e.g. the two stains of an unmixed H&E image
+            if (not value or len(set(value)) != len(value)
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2 for v in value)):
+                raise DataError(f"{where}: channels: expected 1, 3 or a list of distinct RGB channel indices "
+                                f"(0, 1, 2) to keep, such as [0, 1], not {value!r}")
+            spec.channels, spec.keep_channels = 3, list(value)
+        elif value not in (1, 3) or isinstance(value, bool):
+            raise DataError(f"{where}: channels: expected 1 (grey), 3 (RGB) or a list of RGB channels to keep such "
+                            f"as [0, 1], not {value!r}")
+        else:
+            spec.channels = int(value)
     for key in ("val_fraction", "test_fraction"):
         value = data.get(key)
         if value is None:

@@ -125,6 +125,11 @@ def _read(layout: Layout, requested: list[int] | None, max_data_gb: float | None
             images = decoder.run(imageio.images_chunk, [names], (channels, size),
                                  np.empty((len(items), channels, size[0], size[1]), dtype=np.uint8),
                                  "decoding images")
+        if layout.spec.keep_channels:
+            keep = layout.spec.keep_channels
+            images = np.ascontiguousarray(images[:, keep])
+            choices.append(f"RGB channel{'s' if len(keep) > 1 else ''} {', '.join(map(str, keep))} kept "
+                           f"({len(keep)} channel{'s' if len(keep) > 1 else ''}; channels: in {SPEC_FILE})")
         if layout.kind == "classification":
             return {"images": images, "targets": np.array([item.target for item in items], dtype=np.int64)}, headers
         shapes = [(int(h), int(w)) for h, w, _ in headers]
@@ -187,13 +192,14 @@ def _split(layout: Layout, full: ImageSet, kind: str, val_size: int | None, seed
 def load_folder(path: str | os.PathLike, *, image_size: str | None = None, val_size: int | None = None,
                 split_seed: int = 0, train_limit: int | None = None, max_data_gb: float | None = None) -> DataSplits:
     """A user's data set (folder, ``.zip`` or ``dataset.yaml``) as split uint8 tensors with its card."""
-    layout = find_layout(path)
+    layout = find_layout(Path(path).expanduser().resolve())  # recorded as an absolute path
     where = layout.source.describe(layout.root)
     requested = parse_image_size(image_size, "--image-size") if image_size else layout.spec.image_size
     files = [item.image for item in layout.items] + [item.target for item in layout.items
                                                      if isinstance(item.target, str)]
     # Keyed by the files and the requests, not by what they resolve to: a hit needs no header read.
     key = cache.cache_key(layout.source, files, {"kind": layout.kind, "size": requested, "channels": layout.spec.channels,
+                                                 "keep": layout.spec.keep_channels,
                                                  "classes": layout.classes, "splits": [i.split for i in layout.items]})
     entry = cache.load_entry(key)
     if entry is None:
