@@ -15,7 +15,7 @@ def test_every_registered_model_runs_forward_and_backward(name):
         inputs, expected = torch.randn(3, 1, 28, 28), (3, 10)
     else:
         inputs, expected = torch.randn(2, 2, 128, 128), (2, 2, 128, 128)
-    model = build_model(name)
+    model = build_model(name, in_channels=inputs.shape[1])
     output = model(inputs)
     assert output.shape == expected
     output.float().pow(2).mean().backward()
@@ -66,8 +66,8 @@ def test_segmenter_depths_keep_resolution(depth):
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(ConfigError, match="valid names: cnn, fcn, fcn2, fnn, unet"):
-        build_model("resnet")
+    with pytest.raises(ConfigError, match="valid names: cnn, fcn, fcn2, fnn, resnet, unet"):
+        build_model("vgg")
 
 
 def test_unknown_argument_and_bad_value_are_config_errors():

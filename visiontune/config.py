@@ -43,7 +43,9 @@ class TrainConfig:
     # --- model: passed to models.build_model; None means the model's own default -------------
     model: str | None = _knob(None, "model family (mnist: cnn, fnn; warwick: fcn, fcn2, unet); default cnn / fcn2")
     hidden: int | None = _knob(None, "FNN hidden units (default 800)", model=True)
-    blocks: int | None = _knob(None, "CNN convolution blocks, 1-4 (default 3)", model=True)
+    blocks: int | None = _knob(None, "CNN convolution blocks, 1-4 (default 3); ResNet blocks per stage (default 2)",
+                               model=True)
+    stages: int | None = _knob(None, "ResNet stages, 1-4, width doubling per stage (default 3)", model=True)
     depth: int | None = _knob(None, "segmenter pooling levels (default 2; U-Net 3)", model=True)
     width: int | None = _knob(None, "feature maps of the first block, doubling per block (default 8; U-Net 16)", model=True)
     activation: str | None = _knob(None, "activation: relu, sigmoid, tanh, gelu (default relu)", model=True)

@@ -265,7 +265,7 @@ class Trainer:
         data = self.splits[split]
         step = self.kind.eval_batch
         loss_sum = torch.zeros((), device=self.device)
-        accumulator = self.kind.accumulator(self.card)
+        accumulator = self.kind.accumulator(self.card, per_class=split == "test")
         for start in range(0, len(data), step):
             images, targets = data.images[start:start + step], data.targets[start:start + step]
             logits = self._eval_logits(images)

@@ -48,8 +48,9 @@ class TaskKind:
         _check_choice("loss", name, self.losses, self.name)
         return losses.LOSSES[name]
 
-    def accumulator(self, card: "DatasetCard"):
-        """A fresh metric accumulator for one evaluation pass over ``card``'s data."""
+    def accumulator(self, card: "DatasetCard", per_class: bool = False):
+        """A fresh metric accumulator for one evaluation pass over ``card``'s data; ``per_class``
+        adds each class's own figure (the test split's, for the report)."""
         raise NotImplementedError
 
     def hits_dtype(self) -> torch.dtype:
@@ -74,8 +75,8 @@ def _check_choice(what: str, value: str, choices: tuple[str, ...], kind: str) ->
 class Classification(TaskKind):
     """One label per image: accuracy (also balanced, macro F1), cross-entropy."""
 
-    def accumulator(self, card: "DatasetCard") -> metrics.AccuracyAccumulator:
-        return metrics.AccuracyAccumulator(card.num_classes)
+    def accumulator(self, card: "DatasetCard", per_class: bool = False) -> metrics.AccuracyAccumulator:
+        return metrics.AccuracyAccumulator(card.num_classes, card.classes if per_class else None)
 
     def hits_dtype(self) -> torch.dtype:
         return torch.long
@@ -91,8 +92,8 @@ class Classification(TaskKind):
 class Segmentation(TaskKind):
     """A class per pixel: per-image Dice per foreground class, pooled Dice; CE and soft Dice."""
 
-    def accumulator(self, card: "DatasetCard") -> metrics.DiceAccumulator:
-        return metrics.DiceAccumulator(card.num_classes, card.classes)
+    def accumulator(self, card: "DatasetCard", per_class: bool = False) -> metrics.DiceAccumulator:
+        return metrics.DiceAccumulator(card.num_classes, card.classes)  # several foreground classes: always
 
     def hits_dtype(self) -> torch.dtype:
         return torch.float

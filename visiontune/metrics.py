@@ -134,8 +134,9 @@ class AccuracyAccumulator:
     ``confusion()`` the ``(C, C)`` matrix ``M[true, predicted]``.
     """
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
         self.num_classes = num_classes
+        self.class_names = class_names  # given: each class's recall too (``recall/<class>``)
         self._confusion: torch.Tensor | None = None
 
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
@@ -161,4 +162,8 @@ class AccuracyAccumulator:
         recall = hits[present] / support[present]
         seen = present | (predicted > 0)
         f1 = 2 * hits[seen] / (support[seen] + predicted[seen])
-        return {"acc": float(hits.sum()) / total, "balanced_acc": float(recall.mean()), "macro_f1": float(f1.mean())}
+        result = {"acc": float(hits.sum()) / total, "balanced_acc": float(recall.mean()), "macro_f1": float(f1.mean())}
+        if self.class_names:
+            result.update({f"recall/{name}": float(hits[index] / support[index])
+                           for index, name in enumerate(self.class_names) if support[index] > 0})
+        return result

@@ -87,6 +87,7 @@ NAMED_SPACES: dict[str, _Named] = {
     "mnist": _Named("mnist", _describe(classification.mnist_full), classification.mnist_full),
     "mnist-cnn": _Named("mnist", _describe(classification.mnist_cnn), classification.mnist_cnn),
     "mnist-gpu": _Named("mnist", _describe(classification.mnist_gpu), classification.mnist_gpu),
+    "cifar10": _Named("cifar10", _describe(classification.colour_resnet), classification.colour_resnet),
     "warwick": _Named("warwick", _describe(segmentation.warwick_full), segmentation.warwick_full),
     "warwick-unet": _Named("warwick", _describe(segmentation.warwick_unet), segmentation.warwick_unet),
     "warwick-unet-gpu": _Named("warwick", _describe(segmentation.warwick_unet_gpu), segmentation.warwick_unet_gpu),

@@ -76,3 +76,17 @@ def mnist_gpu(trial) -> dict[str, Any]:
         trial.suggest_float("rotate_degrees", 0.0, 15.0)
         trial.suggest_float("shift_pixels", 0.0, 3.0)
     return {"model": "cnn", "optimizer": "adam", "batchnorm": True}
+
+
+def colour_resnet(trial) -> dict[str, Any]:
+    """Small ResNets for colour photographs (CIFAR-10's default): stages, blocks, width, Adam, shifts."""
+    trial.suggest_int("stages", 2, 3)
+    trial.suggest_int("blocks", 1, 2)
+    trial.suggest_categorical("width", [16, 32])
+    trial.suggest_float("dropout", 0.0, 0.3)
+    trial.suggest_float("lr", 3e-4, 3e-3, log=True)
+    trial.suggest_categorical("lr_schedule", ["constant", "cosine"])
+    trial.suggest_categorical("batch_size", [64, 128])
+    if trial.suggest_categorical("augment", ["none", "shift"]) != "none":
+        trial.suggest_float("shift_pixels", 1.0, 4.0)
+    return {"model": "resnet", "optimizer": "adam"}
