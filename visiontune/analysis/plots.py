@@ -193,7 +193,7 @@ def confusion_matrix(predicted: np.ndarray, target: np.ndarray, class_names: lis
     classes = len(class_names)
     matrix = np.zeros((classes, classes), dtype=int)
     np.add.at(matrix, (target.astype(int), predicted.astype(int)), 1)
-    side = min(20.0, max(6.0, 0.45 * classes + 3))
+    side = 6.0 if classes <= 10 else min(20.0, 0.45 * classes + 1.5)  # room for every class's name
     figure = Figure(figsize=(side + 1, side))
     axes = figure.subplots()
     image = axes.imshow(np.log1p(matrix), cmap="Blues")
