@@ -50,6 +50,25 @@ def test_a_three_class_search_ranks_by_mean_foreground_dice_and_reports_each_cla
     assert "test/dice/square" in report and "square, disc; background black" in report and 'alt="best_worst"' in report
 
 
+def test_a_colour_classification_search_ranks_trials_and_names_the_classes(ray_address, tmp_path):
+    """Class folders of 12x12 colour images: a search through the CLI with --metric, the top trial's
+    per-class recall on test, and a report whose figures are captioned by class."""
+    data = write_colour_classes(tmp_path / "insects")
+    assert main(["search", str(data), "--space", "mnist-cnn", "--trials", "2", "--max-epochs", "2",
+                 "--metric", "val/balanced_acc", "--top-k", "1", "--storage", str(tmp_path / "runs"),
+                 "--name", "insects"]) == 0
+    run = tmp_path / "runs" / "insects"
+    table = pd.read_csv(run / "trials.csv")
+    assert "best_val/balanced_acc" in table.columns and len(table) == 2
+    values = list(table["best_val/balanced_acc"].dropna())
+    assert values == sorted(values, reverse=True)
+    (result,) = json.loads((run / "test_results.json").read_text())["trials"].values()
+    assert {"test/acc", "test/balanced_acc", "test/macro_f1", "test/recall/ant", "test/recall/bee",
+            "test/recall/cat"} <= set(result)
+    report = (run / "analysis" / "report.html").read_text()
+    assert 'alt="confusion_matrix"' in report and "rows are the true classes" in report
+
+
 def test_train_works_on_each_layout_from_the_command_line(tmp_path, capsys):
     """Class folders (carved split), train/test folders, images + masks, a .zip and a dataset.yaml."""
     colour = write_colour_classes(tmp_path / "colour")
