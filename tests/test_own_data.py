@@ -159,3 +159,32 @@ def test_warwick_written_as_folders_trains_to_the_built_in_test_dice(warwick_roo
     got = train(str(tmp_path / "folders"), settings, tmp_path / "own", None)
     assert abs(expected["test/dice"] - got["test/dice"]) <= 0.005
     assert got["data"]["card"]["channels"] == 2
+
+
+def test_two_class_dice_on_the_warwick_test_split_equals_the_reports_binary_formula(warwick_root):
+    """The K-class Dice of a trained FCN2's WARWICK test predictions equals, exactly, the binary
+    per-image Dice 2|A∩B| / (|A|+|B|) (1 where both are empty) and the pooled Dice the report used."""
+    import torch
+
+    from visiontune import metrics
+    from visiontune.config import config_from_dict
+    from visiontune.engine import Trainer
+
+    splits = load_splits("warwick", data_dir=warwick_root)
+    trainer = Trainer(config_from_dict({"task": "warwick", "model": "fcn2", "epochs": 10, "precision": "fp32"}),
+                      splits, device="cpu")
+    for _ in range(10):  # FCN2's masks are empty for 7 epochs, then partly right (validation Dice 0.54)
+        trainer.fit_epoch()
+    logits, truth = trainer.predict("test"), splits.test.targets.long()
+    predicted = logits.argmax(1)
+    a, b = predicted.flatten(1).float(), truth.flatten(1).float()
+    union = a.sum(1) + b.sum(1)
+    binary = torch.where(union > 0, 2 * (a * b).sum(1) / union.clamp_min(1), torch.ones_like(union))
+    accumulator = metrics.DiceAccumulator(2, splits.card.classes)
+    for start in range(0, len(truth), 7):  # in batches, as evaluation runs
+        accumulator.update(logits[start:start + 7], truth[start:start + 7])
+    result = accumulator.aggregate()
+    assert 0.0 < result["dice"] < 1.0 and torch.equal(accumulator.per_image(), binary)
+    assert result["dice"] == float(binary.mean())
+    assert result["dice_pooled"] == float(2 * (a * b).sum() / union.sum())
+    assert trainer.evaluate("test")["test/dice"] == result["dice"]
