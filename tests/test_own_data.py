@@ -50,6 +50,21 @@ def test_a_three_class_search_ranks_by_mean_foreground_dice_and_reports_each_cla
     assert "test/dice/square" in report and "square, disc; background black" in report and 'alt="best_worst"' in report
 
 
+def test_the_best_trial_of_a_folder_search_predicts_masks_at_each_images_size(shapes_search, tmp_path):
+    import numpy as np
+
+    import visiontune
+
+    _, run, _ = shapes_search
+    best = pd.read_csv(run / "trials.csv").iloc[0]
+    predictor = visiontune.load_model(run)
+    assert predictor.card.classes == ["background", "square", "disc"]
+    assert predictor.config.lr == pytest.approx(best["lr"])
+    image = np.random.default_rng(0).integers(0, 256, (30, 50, 3), dtype=np.uint8)  # not the training 24x40
+    (result,) = predictor.predict([image])
+    assert result["mask"].shape == (30, 50) and sum(result["areas"].values()) == 30 * 50
+
+
 def test_a_colour_classification_search_ranks_trials_and_names_the_classes(ray_address, tmp_path):
     """Class folders of 12x12 colour images: a search through the CLI with --metric, the top trial's
     per-class recall on test, and a report whose figures are captioned by class."""

@@ -7,3 +7,11 @@ Nothing here does work at import time: Ray workers import these modules.
 """
 
 __version__ = "0.1.0"
+
+
+def load_model(path, device: str = "auto"):
+    """The trained model of a ``train`` run folder or of a search's best trial, ready to
+    ``predict(images)`` (paths, bytes or uint8 arrays); see :mod:`visiontune.predict`."""
+    from visiontune.predict import load_model as load  # here: importing visiontune stays light
+
+    return load(path, device=device)

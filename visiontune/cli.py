@@ -101,6 +101,26 @@ def command_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_predict(args: argparse.Namespace) -> int:
+    """Predict images with a trained model; write the predictions into --out."""
+    from visiontune.predict import load_model, predict_files
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise VisiontuneError(f"{out}: already exists and is not empty; choose another --out")
+    predictor = load_model(args.model, device=args.device)
+    counts = predict_files(predictor, args.inputs, out, batch_size=args.batch_size)
+    what = "predictions.csv" if predictor.card.kind == "classification" else "masks/ and areas.csv"
+    print(f"{counts['predicted']} images predicted with {predictor.source} ({predictor.card.kind}, "
+          f"{predictor.card.num_classes} classes) -> {out / what.split(' ')[0]}"
+          + (f"; {counts['errors']} unreadable (errors.csv)" if counts["errors"] else "")
+          + (f"; {counts['skipped']} non-image files skipped" if counts["skipped"] else ""))
+    if counts["errors"]:
+        print(f"visiontune: {counts['errors']} files could not be read; listed in {out / 'errors.csv'}",
+              file=sys.stderr)
+    return 0 if counts["predicted"] else EXIT_ERROR
+
+
 def command_search(args: argparse.Namespace) -> int:
     """Run, resume, or list the spaces of, a hyperparameter search."""
     if args.list_spaces:
@@ -273,6 +293,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_search_parser(commands)
     add_analyze_parser(commands)
+    predict = commands.add_parser(
+        "predict", help="predict new images with a trained model",
+        description="Apply a train run's model, or a search's best trial by validation, to image files, folders "
+                    "(recursively) or zips, preprocessing them exactly as training did (the run's data-set card). "
+                    "Classification writes predictions.csv (class and every class's probability); segmentation "
+                    "a mask PNG per image at its own size (class indices) and areas.csv.")
+    predict.add_argument("model", metavar="MODEL", help="a train run folder or a search run folder")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or .zip files")
+    predict.add_argument("--out", required=True, metavar="DIR", help="folder to write the predictions into (new)")
+    predict.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda [auto]")
+    predict.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per batch [256]")
+    predict.set_defaults(handler=command_predict)
     add_reproduce_parser(commands)
 
     data = commands.add_parser("data", help="check a data set (or download MNIST)",

@@ -39,9 +39,10 @@ def _knob(default: Any, help: str, model: bool = False) -> Any:
 class TrainConfig:
     """Every setting of one training run, with the report's choices as defaults."""
 
-    task: str = _knob("mnist", "task: mnist (classification) or warwick (segmentation)")
+    task: str = _knob("mnist", "the data set: a built-in task (mnist, warwick, ...) or the path of your own")
     # --- model: passed to models.build_model; None means the model's own default -------------
-    model: str | None = _knob(None, "model family (mnist: cnn, fnn; warwick: fcn, fcn2, unet); default cnn / fcn2")
+    model: str | None = _knob(None, "model family (classification: cnn, fnn, resnet; segmentation: fcn, fcn2, "
+                                    "unet); default cnn / fcn2")
     hidden: int | None = _knob(None, "FNN hidden units (default 800)", model=True)
     blocks: int | None = _knob(None, "CNN convolution blocks, 1-4 (default 3); ResNet blocks per stage (default 2)",
                                model=True)

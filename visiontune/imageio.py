@@ -175,6 +175,18 @@ def decode_mask(data: bytes, where: str, size: tuple[int, int] | None) -> np.nda
     return resize_mask(values, size)
 
 
+def encode_png(image: Image.Image) -> bytes:
+    """A Pillow image as PNG bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def encode_png_array(array: np.ndarray) -> bytes:
+    """A uint8 ``(H, W)`` or ``(H, W, 3)`` array as PNG bytes (a mask of class indices stays exact)."""
+    return encode_png(Image.fromarray(np.ascontiguousarray(array)))
+
+
 def resize_mask(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """A mask of class indices resized to ``size`` by nearest neighbour (unchanged where it fits)."""
     return _resize(mask, size, Image.NEAREST)

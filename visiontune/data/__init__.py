@@ -24,6 +24,8 @@ from visiontune.tasks import TASKS, get_task
 # (the course's MNIST folders with 3,000 images against MNIST's 5,000) this fraction does.
 FIXED_VAL_AT_MOST, VAL_FRACTION = 0.25, 0.1
 CLASS_NAMES = {"mnist": [str(d) for d in range(10)], "warwick": ["background", "gland"]}
+# WARWICK's PNGs are RGB holding the two stains in R and G (B is zero): the model sees those two.
+BUILTIN_KEEP_CHANNELS = {"warwick": [0, 1]}
 
 
 def is_builtin(name: str) -> bool:
@@ -97,7 +99,8 @@ def _load_builtin(task: str, data_dir, synthetic: bool, val_size: int | None, sp
     train = limit(train, train_limit, split_seed)
     how = f"validation: {len(val)} images carved by a seeded permutation of the training set; test as given"
     card = build_card(name=task, kind=spec.kind, classes=classes, train=train, val=val, test=test, seed=split_seed,
-                      how=how, source=source, choices=choices, description=spec.description)
+                      how=how, source=source, choices=choices, description=spec.description,
+                      keep_channels=BUILTIN_KEEP_CHANNELS.get(task))
     return DataSplits(task=task, train=train, val=val, test=test, split_seed=split_seed, source=source, card=card)
 
 

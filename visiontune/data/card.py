@@ -40,6 +40,9 @@ class DatasetCard:
     choices: list[str] = field(default_factory=list)  # every decision made while reading, in words
     fingerprint: str = ""  # hash of the arrays and labels
     description: str = ""  # one line: what the data set is
+    # How an image file becomes the model's input: decoded to grey (channels 1) or RGB, these of
+    # its RGB channels kept (None: all), resized (bilinear) to image_size, scaled to [0, 1].
+    keep_channels: list[int] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -108,7 +111,7 @@ def size_summary(sizes) -> dict[str, list[int]]:
 def build_card(*, name: str, kind: str, classes: list[str], train, val, test, seed: int, how: str, source: str,
                augmentations: list[str] | None = None, original_sizes=None,
                skipped: dict[str, int] | None = None, choices: list[str] | None = None,
-               description: str = "") -> DatasetCard:
+               description: str = "", keep_channels: list[int] | None = None) -> DatasetCard:
     """The card of a data set split into ``train``, ``val`` and ``test`` (``ImageSet``\\ s)."""
     mean, std = channel_statistics(train.images)
     splits = {"train": train, "val": val, "test": test}
@@ -117,7 +120,7 @@ def build_card(*, name: str, kind: str, classes: list[str], train, val, test, se
         image_size=[int(train.images.shape[2]), int(train.images.shape[3])], mean=mean, std=std,
         split={"sizes": {key: len(part) for key, part in splits.items()}, "seed": seed, "how": how},
         augmentations=list(augmentations if augmentations is not None else task_kind(kind).augmentations),
-        source=source, description=description,
+        source=source, description=description, keep_channels=list(keep_channels) if keep_channels else None,
         counts={key: class_counts(part.targets, kind, classes) for key, part in splits.items()},
         original_sizes=size_summary(original_sizes if original_sizes is not None
                                     else [(int(train.images.shape[2]), int(train.images.shape[3]))]),

@@ -222,5 +222,6 @@ def load_folder(path: str | os.PathLike, *, image_size: str | None = None, val_s
     card = build_card(name=layout.name, kind=layout.kind, classes=classes, train=train, val=val, test=test,
                       seed=split_seed, how=how, source=where, augmentations=augmentations,
                       original_sizes=arrays[ORIGINAL_SIZES], skipped=dict(layout.skipped),
-                      choices=choices, description=f"{layout.kind} images: {layout.description}")
+                      choices=choices, description=f"{layout.kind} images: {layout.description}",
+                      keep_channels=layout.spec.keep_channels)
     return DataSplits(task=str(path), train=train, val=val, test=test, split_seed=split_seed, source=where, card=card)

@@ -121,6 +121,6 @@ def unet(
     depth: int = 3, width: int = 16, batchnorm: bool = True, dropout: float = 0.0,
     in_channels: int = 2, num_classes: int = 2,
 ) -> nn.Module:
-    """A compact U-Net (Ronneberger et al., 2015) for 128x128 inputs."""
+    """A compact U-Net (Ronneberger et al., 2015); depth 3 from 16 maps by default."""
     _check(depth, width, dropout)
     return EncoderDecoder(depth, width, batchnorm, dropout, False, True, 2, in_channels, num_classes)

@@ -1,0 +1,104 @@
+"""visiontune predict and load_model: files preprocessed exactly as training read them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from visiontune import metrics
+from visiontune.cli import main
+from visiontune.data import load_splits
+from visiontune.predict import load_model
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_predict_on_the_warwick_test_files_reproduces_the_runs_test_dice(warwick_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "warwick", "--data-dir", str(warwick_root), "--model", "fcn2", "--epochs", "10",
+                 "--precision", "fp32", "--quiet", "--out", str(run)]) == 0
+    recorded = json.loads((run / "result.json").read_text())["test/dice"]
+    test_folder = warwick_root / "WARWICK" / "Test"
+    images = sorted(test_folder.glob("image_*.png"))
+    out = tmp_path / "masks"
+    assert main(["predict", str(run), *map(str, images), "--out", str(out)]) == 0
+    assert "60 images predicted" in capsys.readouterr().out
+    with open(out / "areas.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["file"] for row in rows] == [str(path) for path in images]
+    predicted = torch.stack([torch.from_numpy(np.array(Image.open(out / row["mask"]))) for row in rows])
+    truth = torch.stack([torch.from_numpy((np.asarray(Image.open(test_folder / path.name.replace("image", "label")))
+                                           == 255).astype(np.uint8)) for path in images])
+    assert abs(float(metrics.dice_per_image(predicted, truth).mean()) - recorded) <= 1e-4
+    assert int(rows[0]["pixels_background"]) + int(rows[0]["pixels_gland"]) == 128 * 128
+
+
+def test_predict_on_mnist_test_pngs_reproduces_the_runs_test_accuracy(mnist_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "mnist", "--data-dir", str(mnist_root), "--train-limit", "3000", "--epochs", "1",
+                 "--precision", "fp32", "--quiet", "--out", str(run)]) == 0
+    recorded = json.loads((run / "result.json").read_text())["test/acc"]
+    test = load_splits("mnist", data_dir=mnist_root, download=False).test
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for index in range(len(test)):
+        (folder / f"{index:05d}_{int(test.targets[index])}.png").write_bytes(_png(test.images[index, 0].numpy()))
+    (folder / ".DS_Store").write_bytes(b"\0")
+    out = tmp_path / "predictions"
+    assert main(["predict", str(run), str(folder), "--out", str(out)]) == 0
+    assert "1 non-image files skipped" in capsys.readouterr().out
+    with open(out / "predictions.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 10_000 and list(rows[0])[:3] == ["file", "class", "p_0"]
+    right = sum(row["class"] == row["file"].rsplit("_", 1)[1].split(".")[0] for row in rows)
+    assert abs(right / len(rows) - recorded) <= 1e-4
+    probabilities = np.array([[float(row[f"p_{d}"]) for d in range(10)] for row in rows[:50]])
+    assert np.allclose(probabilities.sum(1), 1.0, atol=1e-4)
+
+
+def test_the_python_api_predicts_arrays_and_unreadable_files_are_listed(digits_splits, tmp_path, capsys):
+    from visiontune.config import config_from_dict
+    from visiontune.train import train_one
+
+    run = tmp_path / "run"
+    config = config_from_dict({"task": "mnist", "blocks": 2, "width": 4, "epochs": 1, "precision": "fp32"},
+                              card=digits_splits.card)
+    train_one(config, digits_splits, run, progress=lambda line: None)
+    predictor = load_model(run)
+    images = [digits_splits.test.images[i, 0].numpy() for i in range(5)]
+    results = predictor.predict(images)
+    assert len(results) == 5 and all(r["class"] in predictor.card.classes for r in results)
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(_png(images[0]))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert "1 files could not be read" in captured.err
+    assert "broken.png" in (tmp_path / "out" / "errors.csv").read_text()
+    (folder / "good.png").unlink()
+    assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "out2")]) == 1  # nothing predicted
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda path: path.mkdir(), "holds neither search.json"),
+    (lambda path: (path.mkdir(), (path / "best.pt").write_bytes(b"x"), (path / "data.json").write_text("{")),
+     "cannot read the run's data record"),
+])
+def test_a_bad_model_folder_is_a_one_line_error(tmp_path, capsys, make, message):
+    model = tmp_path / "model"
+    make(model)
+    (tmp_path / "x.png").write_bytes(_png(np.zeros((28, 28), np.uint8)))
+    assert main(["predict", str(model), str(tmp_path / "x.png"), "--out", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1 and not (tmp_path / "out").exists()

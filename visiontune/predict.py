@@ -1,0 +1,272 @@
+"""Using a trained model: ``load_model(path)`` and ``visiontune predict MODEL INPUT... --out DIR``.
+
+A model is read from a ``train`` run folder (``config.json``, ``best.pt``, the card in
+``data.json``) or a search run folder (its best trial by validation: the configuration in
+``trials.json``, the checkpoint of its best epoch, the card in ``search.json``). The card says
+how a file becomes the model's input, exactly as training read it: decoded to grey or RGB
+(``imageio``, the loader's own functions), the card's RGB channels kept, resized (bilinear) to
+the training size, scaled to [0, 1]; nothing is re-derived. Segmentation masks are resized back
+(nearest neighbour) to each image's own size.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from visiontune import imageio, record, runs, tta
+from visiontune.config import TrainConfig, config_from_dict
+from visiontune.data.card import DatasetCard
+from visiontune.engine import resolve_device
+from visiontune.errors import DataError, VisiontuneError
+from visiontune.models import build_model
+
+PREDICTIONS_CSV, AREAS_CSV, ERRORS_CSV, MASKS_DIR = "predictions.csv", "areas.csv", "errors.csv", "masks"
+
+
+@dataclass
+class Predictor:
+    """A trained model with the card and configuration it was trained with."""
+
+    model: nn.Module
+    card: DatasetCard
+    config: TrainConfig
+    device: torch.device
+    source: str  # where it was loaded from
+
+    def preprocess(self, image: np.ndarray | str | os.PathLike | bytes, where: str = "image") -> np.ndarray:
+        """One image (a file's path or bytes, or a uint8 array ``(H, W)``/``(H, W, C)``) as the
+        model's uint8 input ``(C, H, W)`` at the training size."""
+        decode_channels = 1 if self.card.channels == 1 else 3
+        size = tuple(self.card.image_size)
+        if isinstance(image, np.ndarray):
+            from PIL import Image
+
+            array = np.ascontiguousarray(image.astype(np.uint8) if image.dtype != np.uint8 else image)
+            data = imageio.encode_png(Image.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[2] == 1
+                                                      else array))
+        elif isinstance(image, bytes):
+            data = image
+        else:
+            where = str(image)
+            data = Path(image).read_bytes()
+        pixels = imageio.decode_image(data, where, decode_channels, size)
+        if self.card.keep_channels:
+            pixels = pixels[self.card.keep_channels]
+        return pixels
+
+    @torch.inference_mode()
+    def probabilities(self, batch: np.ndarray) -> torch.Tensor:
+        """Class probabilities of a uint8 batch ``(N, C, H, W)`` (per pixel for segmentation), with
+        the test-time augmentation the model was chosen with."""
+        images = torch.from_numpy(batch).to(self.device).float().div_(255.0)
+        return tta.averaged_logits(self.model, images, self.config.tta).softmax(dim=1).cpu()
+
+    def predict(self, images: Sequence[Any], batch_size: int = 256) -> list[dict[str, Any]]:
+        """Predictions of images (paths, bytes or arrays): per image, ``class`` and ``probabilities``
+        (classification) or ``mask`` at the image's own size and its class ``areas`` (segmentation)."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            chunk = list(images[start:start + batch_size])
+            sizes = [_size_of(image) for image in chunk]
+            batch = np.stack([self.preprocess(image) for image in chunk])
+            out.extend(self._results(self.probabilities(batch), sizes))
+        return out
+
+    def _results(self, probabilities: torch.Tensor, sizes: list[tuple[int, int] | None]) -> list[dict[str, Any]]:
+        if self.card.kind == "classification":
+            return [{"class": self.card.classes[int(p.argmax())], "probabilities": p.tolist()} for p in probabilities]
+        results = []
+        for map_, size in zip(probabilities.argmax(dim=1).numpy().astype(np.uint8), sizes):
+            mask = imageio.resize_mask(map_, size)
+            counts = np.bincount(mask.ravel(), minlength=self.card.num_classes)
+            results.append({"mask": mask, "areas": {name: int(counts[i]) for i, name in enumerate(self.card.classes)}})
+        return results
+
+
+def _size_of(image: Any) -> tuple[int, int] | None:
+    """An image's own (height, width), to give its mask back at that size."""
+    if isinstance(image, np.ndarray):
+        return int(image.shape[0]), int(image.shape[1])
+    data = image if isinstance(image, bytes) else Path(image).read_bytes()
+    height, width, _ = imageio.image_header(data, str(image)[:80])
+    return height, width
+
+
+# ------------------------------------------------------------------------------------ loading
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise VisiontuneError(f"{path}: missing ({what})") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise VisiontuneError(f"{path}: cannot read {what} ({error})") from None
+
+
+def _best_checkpoint(trial_folder: Path, metric: str, best_epoch: int) -> Path | None:
+    """The kept checkpoint with the best validation ``metric`` (the one the search evaluated on
+    test): Ray keeps the best by the metric and the latest, and where two epochs tie it may keep
+    the later, so the best epoch's own checkpoint is preferred and a tied one taken otherwise."""
+    scores: dict[str, float] = {}
+    try:
+        for line in (trial_folder / record.RESULT_FILE).read_text().splitlines():
+            report = json.loads(line) if line.strip() else {}
+            if report.get("checkpoint_dir_name") and isinstance(report.get(metric), (int, float)):
+                scores[report["checkpoint_dir_name"]] = float(report[metric])
+    except (OSError, json.JSONDecodeError):
+        return None
+    kept = [name for name in scores if (trial_folder / name / record.STATE_FILE).is_file()]
+    if not kept:
+        return None
+    best = max(scores[name] for name in kept)
+    tied = [name for name in kept if scores[name] == best]
+    for name in tied:
+        if runs.load_checkpoint(trial_folder / name / record.STATE_FILE)["trainer"]["epoch"] == best_epoch:
+            return trial_folder / name / record.STATE_FILE
+    return trial_folder / tied[-1] / record.STATE_FILE
+
+
+def _best_trial_state(folder: Path, metric: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(config, model weights) of a search's best trial by validation (rank 1 of ``trials.csv``),
+    from the checkpoint of its best validation score."""
+    try:
+        with open(folder / record.TRIALS_CSV, newline="") as stream:
+            ranked = [row for row in csv.DictReader(stream) if row.get("best_epoch")]
+    except OSError as error:
+        raise VisiontuneError(f"{folder / record.TRIALS_CSV}: cannot read ({error.strerror or error})") from None
+    if not ranked:
+        raise VisiontuneError(f"{folder}: no trial with a validation result to predict with")
+    best = min(ranked, key=lambda row: int(row["rank"]))
+    configs = {t["trial_id"]: t["config"] for t in _read_json(folder / record.TRIALS_JSON, "the trial summaries")}
+    checkpoint = _best_checkpoint(folder / best["path"], metric, int(float(best["best_epoch"])))
+    if checkpoint is None:
+        raise VisiontuneError(f"{folder / best['path']}: no checkpoint of trial {best['trial_id']}'s best epoch "
+                              "(deleted, or the search is still running)")
+    return configs[best["trial_id"]], runs.load_checkpoint(checkpoint)["trainer"]["model"]
+
+
+def load_model(path: str | os.PathLike, device: str = "auto") -> Predictor:
+    """The model of a ``train`` run folder, or of a search run folder's best trial by validation."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise VisiontuneError(f"{folder}: not a run folder (a train or search run's folder)")
+    if (folder / record.SEARCH_FILE).is_file():
+        search = _read_json(folder / record.SEARCH_FILE, "the search's record")
+        card_data = (search.get("data") or {}).get("card")
+        config_data, weights = _best_trial_state(folder, search["metric"])
+    elif (folder / record.BEST_CHECKPOINT).is_file():
+        card_data = (_read_json(folder / record.DATA_FILE, "the run's data record") or {}).get("card")
+        config_data = _read_json(folder / record.CONFIG_FILE, "the run's configuration")
+        weights = runs.load_checkpoint(folder / record.BEST_CHECKPOINT)
+    else:
+        raise VisiontuneError(f"{folder}: holds neither {record.SEARCH_FILE} (a search) nor {record.BEST_CHECKPOINT} "
+                              "(a train run)")
+    if not card_data:
+        raise VisiontuneError(f"{folder}: no data-set card recorded (a run from before visiontune recorded one)")
+    card = DatasetCard.from_dict(card_data)
+    config = config_from_dict(dict(config_data), f"{folder} configuration", card)
+    model = build_model(config.model_name(card.kind), card.kind, **config.model_kwargs(card))
+    model.load_state_dict(weights)
+    target = resolve_device(device)
+    return Predictor(model.to(target).eval(), card, config, target, str(folder))
+
+
+# -------------------------------------------------------------------------------------- inputs
+def collect_inputs(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[str, Any, str]], dict[str, int]]:
+    """(name, path or bytes, path relative to its input) of every image under the given files,
+    folders (recursively) and zips, in order; skipped files counted by reason."""
+    found: list[tuple[str, Any, str]] = []
+    skipped: dict[str, int] = {}
+
+    def consider(name: str, source: Any, relative: str) -> None:
+        reason = imageio.skip_reason(os.path.basename(name))
+        if reason:
+            skipped[reason] = skipped.get(reason, 0) + 1
+        else:
+            found.append((name, source, relative))
+
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                consider(str(file), file, file.relative_to(path).as_posix())
+        elif path.suffix.lower() == ".zip" and path.is_file():
+            with zipfile.ZipFile(path) as archive:
+                for member in sorted(n for n in archive.namelist() if not n.endswith("/")):
+                    consider(f"{path}:{member}", archive.read(member), member)
+        elif path.is_file():
+            consider(str(path), path, path.name)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    return found, skipped
+
+
+def _mask_name(relative: str) -> str:
+    """A mask's file name: the image's path inside its input, folders joined by "__", as PNG."""
+    return os.path.splitext(relative)[0].replace("/", "__") + ".png"
+
+
+def predict_files(predictor: Predictor, inputs: list[str], out: Path, batch_size: int = 256,
+                  progress=None) -> dict[str, int]:
+    """Predict every image under ``inputs`` into ``out``; returns counts (predicted, errors, skipped)."""
+    from visiontune.data.decode import ProgressBar
+
+    files, skipped = collect_inputs(inputs)
+    if not files:
+        raise DataError(f"no image files in {', '.join(map(str, inputs))}")
+    out.mkdir(parents=True, exist_ok=True)
+    bar = ProgressBar(len(files), "predicting")
+    errors: list[tuple[str, str]] = []
+    rows: list[list[Any]] = []
+    classification = predictor.card.kind == "classification"
+    if not classification:
+        (out / MASKS_DIR).mkdir(exist_ok=True)
+    for start in range(0, len(files), batch_size):
+        chunk, images, sizes = [], [], []
+        for name, source, relative in files[start:start + batch_size]:
+            try:
+                data = source if isinstance(source, bytes) else Path(source).read_bytes()
+                images.append(predictor.preprocess(data, name))
+                height, width, _ = imageio.image_header(data, name)
+                chunk.append((name, relative))
+                sizes.append((height, width))
+            except (DataError, OSError) as error:
+                errors.append((name, str(error)))
+        if chunk:
+            for (name, relative), result in zip(chunk, predictor._results(predictor.probabilities(np.stack(images)),
+                                                                          sizes)):
+                if classification:
+                    rows.append([name, result["class"], *(f"{p:.6f}" for p in result["probabilities"])])
+                else:
+                    mask_file = _mask_name(relative)
+                    (out / MASKS_DIR / mask_file).write_bytes(imageio.encode_png_array(result["mask"]))
+                    rows.append([name, f"{MASKS_DIR}/{mask_file}", *result["areas"].values()])
+        bar.advance(len(files[start:start + batch_size]))
+    classes = predictor.card.classes
+    header = (["file", "class", *(f"p_{c}" for c in classes)] if classification
+              else ["file", "mask", *(f"pixels_{c}" for c in classes)])
+    _write_csv(out / (PREDICTIONS_CSV if classification else AREAS_CSV), header, rows)
+    if errors:
+        _write_csv(out / ERRORS_CSV, ["file", "error"], errors)
+    return {"predicted": len(rows), "errors": len(errors), "skipped": sum(skipped.values())}
+
+
+def _write_csv(path: Path, header: list[str], rows: list[Sequence[Any]]) -> None:
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+__all__ = ["Predictor", "collect_inputs", "load_model", "predict_files"]
