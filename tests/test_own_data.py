@@ -65,6 +65,27 @@ def test_the_best_trial_of_a_folder_search_predicts_masks_at_each_images_size(sh
     assert result["mask"].shape == (30, 50) and sum(result["areas"].values()) == 30 * 50
 
 
+def test_a_two_model_ensemble_exports_as_one_onnx_graph_equal_to_pytorch(shapes_search, tmp_path):
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    from visiontune.export import export_model
+    from visiontune.predict import load_model as load
+
+    _, run, _ = shapes_search
+    out = export_model(run, "onnx", tmp_path / "ensemble", ensemble=2)
+    card = json.loads((out / "model.json").read_text())
+    assert card["members"] == 2 and len(card["configs"]) == 2 and len(card["figures"]["members"]) == 2
+    ensemble, single = load(run, device="cpu", ensemble=2), load(run, device="cpu")
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    images = torch.rand(3, 3, 24, 40)
+    with torch.inference_mode():
+        expected, first = ensemble.forward(images), single.forward(images)
+    assert np.abs(session.run(None, {"images": images.numpy()})[0] - expected.numpy()).max() <= 1e-4
+    assert not torch.allclose(expected, first)  # the second member counts
+
+
 def test_a_colour_classification_search_ranks_trials_and_names_the_classes(ray_address, tmp_path):
     """Class folders of 12x12 colour images: a search through the CLI with --metric, the top trial's
     per-class recall on test, and a report whose figures are captioned by class."""

@@ -108,7 +108,7 @@ def command_predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise VisiontuneError(f"{out}: already exists and is not empty; choose another --out")
-    predictor = load_model(args.model, device=args.device)
+    predictor = load_model(args.model, device=args.device, ensemble=args.ensemble)
     counts = predict_files(predictor, args.inputs, out, batch_size=args.batch_size)
     what = "predictions.csv" if predictor.card.kind == "classification" else "masks/ and areas.csv"
     print(f"{counts['predicted']} images predicted with {predictor.source} ({predictor.card.kind}, "
@@ -119,6 +119,15 @@ def command_predict(args: argparse.Namespace) -> int:
         print(f"visiontune: {counts['errors']} files could not be read; listed in {out / 'errors.csv'}",
               file=sys.stderr)
     return 0 if counts["predicted"] else EXIT_ERROR
+
+
+def command_export(args: argparse.Namespace) -> int:
+    """Export a trained model and its model card."""
+    from visiontune.export import export_model
+
+    out = export_model(args.run, args.format, args.out, args.ensemble)
+    print(f"exported {args.run} as {args.format} -> {out} (model.json: the model card)")
+    return 0
 
 
 def command_search(args: argparse.Namespace) -> int:
@@ -304,7 +313,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, metavar="DIR", help="folder to write the predictions into (new)")
     predict.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda [auto]")
     predict.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per batch [256]")
+    predict.add_argument("--ensemble", type=int, default=1, metavar="K",
+                         help="a search's K best trials by validation, their class probabilities averaged [1]")
     predict.set_defaults(handler=command_predict)
+    export = commands.add_parser(
+        "export", help="export a trained model (TorchScript or ONNX) with its model card",
+        description="Write a train run's network, or a search's best trial (or its K best, as one graph averaging "
+                    "them), as TorchScript or ONNX, with model.json: kind, classes, input and preprocessing, "
+                    "configuration, validation and test figures, the training data's fingerprint, versions.")
+    export.add_argument("run", metavar="RUN", help="a train run folder or a search run folder")
+    export.add_argument("--format", required=True, choices=["torchscript", "onnx"],
+                        help="torchscript (plain torch loads it), or onnx (needs pip install 'visiontune[export]')")
+    export.add_argument("--out", required=True, metavar="DIR", help="folder to write (new)")
+    export.add_argument("--ensemble", type=int, default=1, metavar="K", help="a search's K best trials as one graph [1]")
+    export.set_defaults(handler=command_export)
     add_reproduce_parser(commands)
 
     data = commands.add_parser("data", help="check a data set (or download MNIST)",

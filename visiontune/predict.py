@@ -17,7 +17,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -31,17 +31,39 @@ from visiontune.errors import DataError, VisiontuneError
 from visiontune.models import build_model
 
 PREDICTIONS_CSV, AREAS_CSV, ERRORS_CSV, MASKS_DIR = "predictions.csv", "areas.csv", "errors.csv", "masks"
+MODEL_CARD = "model.json"  # an exported model's card (visiontune.export)
+
+
+class Ensemble(nn.Module):
+    """Mean class probabilities of member models, each over its own test-time augmentation views:
+    what ``predict`` runs and ``export`` writes as one graph. Input: float images on [0, 1] at the
+    training size; output: probabilities ``(N, K)`` or ``(N, K, H, W)``."""
+
+    def __init__(self, members: list[nn.Module], tta_modes: list[str]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.views = [tta.tta_views(mode) for mode in tta_modes]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        total, count = None, 0
+        for member, views in zip(self.members, self.views):
+            for turns, flip in views:
+                output = tta.unview(member(tta.view(images, turns, flip)).float().softmax(dim=1), turns, flip)
+                total = output if total is None else total + output
+                count += 1
+        return total / count
 
 
 @dataclass
 class Predictor:
-    """A trained model with the card and configuration it was trained with."""
+    """A trained model (one, an ensemble, or an exported graph) with the card it was trained on."""
 
-    model: nn.Module
     card: DatasetCard
-    config: TrainConfig
+    config: TrainConfig  # the (first member's) training configuration
     device: torch.device
     source: str  # where it was loaded from
+    forward: Callable[[torch.Tensor], torch.Tensor]  # float images on [0, 1] -> class probabilities
+    members: int = 1
 
     def preprocess(self, image: np.ndarray | str | os.PathLike | bytes, where: str = "image") -> np.ndarray:
         """One image (a file's path or bytes, or a uint8 array ``(H, W)``/``(H, W, C)``) as the
@@ -66,10 +88,9 @@ class Predictor:
 
     @torch.inference_mode()
     def probabilities(self, batch: np.ndarray) -> torch.Tensor:
-        """Class probabilities of a uint8 batch ``(N, C, H, W)`` (per pixel for segmentation), with
-        the test-time augmentation the model was chosen with."""
+        """Class probabilities of a uint8 batch ``(N, C, H, W)`` (per pixel for segmentation)."""
         images = torch.from_numpy(batch).to(self.device).float().div_(255.0)
-        return tta.averaged_logits(self.model, images, self.config.tta).softmax(dim=1).cpu()
+        return self.forward(images).float().cpu()
 
     def predict(self, images: Sequence[Any], batch_size: int = 256) -> list[dict[str, Any]]:
         """Predictions of images (paths, bytes or arrays): per image, ``class`` and ``probabilities``
@@ -79,10 +100,11 @@ class Predictor:
             chunk = list(images[start:start + batch_size])
             sizes = [_size_of(image) for image in chunk]
             batch = np.stack([self.preprocess(image) for image in chunk])
-            out.extend(self._results(self.probabilities(batch), sizes))
+            out.extend(self.results(self.probabilities(batch), sizes))
         return out
 
-    def _results(self, probabilities: torch.Tensor, sizes: list[tuple[int, int] | None]) -> list[dict[str, Any]]:
+    def results(self, probabilities: torch.Tensor, sizes: list[tuple[int, int] | None]) -> list[dict[str, Any]]:
+        """Per image: the class and probabilities, or the mask (resized back to ``sizes``) and areas."""
         if self.card.kind == "classification":
             return [{"class": self.card.classes[int(p.argmax())], "probabilities": p.tolist()} for p in probabilities]
         results = []
@@ -135,49 +157,78 @@ def _best_checkpoint(trial_folder: Path, metric: str, best_epoch: int) -> Path |
     return trial_folder / tied[-1] / record.STATE_FILE
 
 
-def _best_trial_state(folder: Path, metric: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(config, model weights) of a search's best trial by validation (rank 1 of ``trials.csv``),
-    from the checkpoint of its best validation score."""
+def _ranked_trial_states(folder: Path, metric: str, count: int) -> list[tuple[dict[str, Any], dict[str, torch.Tensor]]]:
+    """(config, model weights) of a search's ``count`` best trials by validation (ranks 1.. of
+    ``trials.csv``), each from the checkpoint of its best validation score."""
     try:
         with open(folder / record.TRIALS_CSV, newline="") as stream:
-            ranked = [row for row in csv.DictReader(stream) if row.get("best_epoch")]
+            ranked = sorted((row for row in csv.DictReader(stream) if row.get("best_epoch")),
+                            key=lambda row: int(row["rank"]))
     except OSError as error:
         raise VisiontuneError(f"{folder / record.TRIALS_CSV}: cannot read ({error.strerror or error})") from None
-    if not ranked:
-        raise VisiontuneError(f"{folder}: no trial with a validation result to predict with")
-    best = min(ranked, key=lambda row: int(row["rank"]))
+    if len(ranked) < count:
+        raise VisiontuneError(f"{folder}: {len(ranked)} trials with a validation result, fewer than the {count} "
+                              "asked for")
     configs = {t["trial_id"]: t["config"] for t in _read_json(folder / record.TRIALS_JSON, "the trial summaries")}
-    checkpoint = _best_checkpoint(folder / best["path"], metric, int(float(best["best_epoch"])))
-    if checkpoint is None:
-        raise VisiontuneError(f"{folder / best['path']}: no checkpoint of trial {best['trial_id']}'s best epoch "
-                              "(deleted, or the search is still running)")
-    return configs[best["trial_id"]], runs.load_checkpoint(checkpoint)["trainer"]["model"]
+    states = []
+    for row in ranked[:count]:
+        checkpoint = _best_checkpoint(folder / row["path"], metric, int(float(row["best_epoch"])))
+        if checkpoint is None:
+            raise VisiontuneError(f"{folder / row['path']}: no checkpoint of trial {row['trial_id']}'s best epoch "
+                                  "(deleted as outside the top-k, or the search is still running)")
+        states.append((configs[row["trial_id"]], runs.load_checkpoint(checkpoint)["trainer"]["model"]))
+    return states
 
 
-def load_model(path: str | os.PathLike, device: str = "auto") -> Predictor:
-    """The model of a ``train`` run folder, or of a search run folder's best trial by validation."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise VisiontuneError(f"{folder}: not a run folder (a train or search run's folder)")
+def _run_members(folder: Path, ensemble: int) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Any]]]:
+    """(card as recorded, [(config, weights)]) of a train run folder or a search's top trials."""
     if (folder / record.SEARCH_FILE).is_file():
         search = _read_json(folder / record.SEARCH_FILE, "the search's record")
-        card_data = (search.get("data") or {}).get("card")
-        config_data, weights = _best_trial_state(folder, search["metric"])
-    elif (folder / record.BEST_CHECKPOINT).is_file():
-        card_data = (_read_json(folder / record.DATA_FILE, "the run's data record") or {}).get("card")
-        config_data = _read_json(folder / record.CONFIG_FILE, "the run's configuration")
-        weights = runs.load_checkpoint(folder / record.BEST_CHECKPOINT)
-    else:
-        raise VisiontuneError(f"{folder}: holds neither {record.SEARCH_FILE} (a search) nor {record.BEST_CHECKPOINT} "
-                              "(a train run)")
+        return (search.get("data") or {}).get("card"), _ranked_trial_states(folder, search["metric"], ensemble)
+    if (folder / record.BEST_CHECKPOINT).is_file():
+        if ensemble != 1:
+            raise VisiontuneError(f"{folder}: a train run holds one model; --ensemble needs a search run folder")
+        card = (_read_json(folder / record.DATA_FILE, "the run's data record") or {}).get("card")
+        config = _read_json(folder / record.CONFIG_FILE, "the run's configuration")
+        return card, [(config, runs.load_checkpoint(folder / record.BEST_CHECKPOINT))]
+    raise VisiontuneError(f"{folder}: holds neither {record.SEARCH_FILE} (a search), {record.BEST_CHECKPOINT} (a train "
+                          f"run) nor {MODEL_CARD} (an exported model)")
+
+
+def load_members(path: str | os.PathLike, ensemble: int = 1) -> tuple[DatasetCard, list[TrainConfig], list[nn.Module]]:
+    """The card, configurations and models (eval mode, on the CPU) of a train run or a search's
+    ``ensemble`` best trials."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise VisiontuneError(f"{folder}: not a run folder (a train or search run's, or an exported model's)")
+    if ensemble < 1:
+        raise VisiontuneError(f"--ensemble must be at least 1, not {ensemble}")
+    card_data, states = _run_members(folder, ensemble)
     if not card_data:
         raise VisiontuneError(f"{folder}: no data-set card recorded (a run from before visiontune recorded one)")
     card = DatasetCard.from_dict(card_data)
-    config = config_from_dict(dict(config_data), f"{folder} configuration", card)
-    model = build_model(config.model_name(card.kind), card.kind, **config.model_kwargs(card))
-    model.load_state_dict(weights)
+    configs, models = [], []
+    for config_data, weights in states:
+        config = config_from_dict(dict(config_data), f"{folder} configuration", card)
+        model = build_model(config.model_name(card.kind), card.kind, **config.model_kwargs(card))
+        model.load_state_dict(weights)
+        configs.append(config)
+        models.append(model.eval())
+    return card, configs, models
+
+
+def load_model(path: str | os.PathLike, device: str = "auto", ensemble: int = 1) -> Predictor:
+    """The model of a ``train`` run folder, of a search's best trial by validation (``ensemble``:
+    the mean of its best K), or of a folder ``visiontune export`` wrote."""
+    folder = Path(path)
     target = resolve_device(device)
-    return Predictor(model.to(target).eval(), card, config, target, str(folder))
+    if (folder / MODEL_CARD).is_file():
+        from visiontune.export import load_exported
+
+        return load_exported(folder, target)
+    card, configs, models = load_members(folder, ensemble)
+    network = Ensemble(models, [config.tta for config in configs]).to(target).eval()
+    return Predictor(card, configs[0], target, str(folder), network, members=len(models))
 
 
 # -------------------------------------------------------------------------------------- inputs
@@ -242,7 +293,7 @@ def predict_files(predictor: Predictor, inputs: list[str], out: Path, batch_size
             except (DataError, OSError) as error:
                 errors.append((name, str(error)))
         if chunk:
-            for (name, relative), result in zip(chunk, predictor._results(predictor.probabilities(np.stack(images)),
+            for (name, relative), result in zip(chunk, predictor.results(predictor.probabilities(np.stack(images)),
                                                                           sizes)):
                 if classification:
                     rows.append([name, result["class"], *(f"{p:.6f}" for p in result["probabilities"])])

@@ -25,13 +25,25 @@ def tta_views(mode: str) -> list[tuple[int, bool]]:
     raise VisiontuneError(f"unknown test-time augmentation {mode!r}")
 
 
+def rotate(images: torch.Tensor, turns: int) -> torch.Tensor:
+    """``torch.rot90(images, turns, dims=(-2, -1))`` as flips and transposes, which ONNX exports
+    (it has no rot90): exactly the same values."""
+    if turns % 4 == 2:
+        return images.flip(-2, -1)
+    for _ in range(turns % 4):
+        images = images.flip(-1).transpose(-2, -1)
+    return images
+
+
 def view(images: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+    """The view ``(turns, flip)`` of a batch: flipped horizontally, then turned a quarter ``turns`` times."""
     images = images.flip(-1) if flip else images
-    return images.rot90(turns, dims=(-2, -1)) if turns else images
+    return rotate(images, turns) if turns else images
 
 
 def unview(maps: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
-    maps = maps.rot90(-turns, dims=(-2, -1)) if turns else maps
+    """Maps of a view back in the image's orientation (the inverse of :func:`view`)."""
+    maps = rotate(maps, -turns) if turns else maps
     return maps.flip(-1) if flip else maps
 
 
