@@ -41,6 +41,18 @@ def test_predict_on_the_warwick_test_files_reproduces_the_runs_test_dice(warwick
                                            == 255).astype(np.uint8)) for path in images])
     assert abs(float(metrics.dice_per_image(predicted, truth).mean()) - recorded) <= 1e-4
     assert int(rows[0]["pixels_background"]) + int(rows[0]["pixels_gland"]) == 128 * 128
+    # The same files as a labelled images/ + masks/ folder: predicted, scored and overlaid
+    labelled = tmp_path / "labelled"
+    (labelled / "images").mkdir(parents=True)
+    (labelled / "masks").mkdir()
+    for path in images:
+        (labelled / "images" / path.name).write_bytes(path.read_bytes())
+        (labelled / "masks" / path.name).write_bytes((test_folder / path.name.replace("image", "label")).read_bytes())
+    assert main(["predict", str(run), str(labelled), "--out", str(tmp_path / "scored"), "--overlay"]) == 0
+    assert "scored against the folder's labels: dice" in capsys.readouterr().out
+    scores = json.loads((tmp_path / "scored" / "scores.json").read_text())
+    assert scores["images"] == 60 and abs(scores["dice"] - recorded) <= 1e-4
+    assert Image.open(tmp_path / "scored" / "overlays" / "image_01.png").size == (128, 128)
 
 
 def test_predict_on_mnist_test_pngs_reproduces_the_runs_test_accuracy(mnist_root, tmp_path, capsys):
@@ -88,6 +100,19 @@ def test_the_python_api_predicts_arrays_and_unreadable_files_are_listed(digits_s
     assert "broken.png" in (tmp_path / "out" / "errors.csv").read_text()
     (folder / "good.png").unlink()
     assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "out2")]) == 1  # nothing predicted
+    # A labelled folder in a training layout (class folders): predicted and scored against the labels
+    labelled = tmp_path / "labelled"
+    for index in range(40):
+        label = int(digits_splits.test.targets[index])
+        (labelled / str(label)).mkdir(parents=True, exist_ok=True)
+        (labelled / str(label) / f"{index}.png").write_bytes(_png(digits_splits.test.images[index, 0].numpy()))
+    assert main(["predict", str(run), str(labelled), "--out", str(tmp_path / "scored")]) == 0
+    scores = json.loads((tmp_path / "scored" / "scores.json").read_text())
+    with open(tmp_path / "scored" / "predictions.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    right = sum(row["class"] == row["file"].split("/")[-2] for row in rows)
+    assert scores["images"] == 40 and scores["acc"] == pytest.approx(right / 40)
+    assert {"balanced_acc", "macro_f1"} <= set(scores)
 
 
 @pytest.mark.parametrize("make, message", [

@@ -109,12 +109,17 @@ def command_predict(args: argparse.Namespace) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise VisiontuneError(f"{out}: already exists and is not empty; choose another --out")
     predictor = load_model(args.model, device=args.device, ensemble=args.ensemble)
-    counts = predict_files(predictor, args.inputs, out, batch_size=args.batch_size)
+    counts = predict_files(predictor, args.inputs, out, batch_size=args.batch_size, overlay=args.overlay)
     what = "predictions.csv" if predictor.card.kind == "classification" else "masks/ and areas.csv"
     print(f"{counts['predicted']} images predicted with {predictor.source} ({predictor.card.kind}, "
           f"{predictor.card.num_classes} classes) -> {out / what.split(' ')[0]}"
           + (f"; {counts['errors']} unreadable (errors.csv)" if counts["errors"] else "")
           + (f"; {counts['skipped']} non-image files skipped" if counts["skipped"] else ""))
+    if "scores" in counts:
+        shown = {k: v for k, v in counts["scores"].items() if k in ("acc", "balanced_acc", "macro_f1", "dice",
+                                                                      "dice_pooled")}
+        print("scored against the folder's labels: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
+              + f" -> {out / 'scores.json'}")
     if counts["errors"]:
         print(f"visiontune: {counts['errors']} files could not be read; listed in {out / 'errors.csv'}",
               file=sys.stderr)
@@ -313,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, metavar="DIR", help="folder to write the predictions into (new)")
     predict.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda [auto]")
     predict.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per batch [256]")
+    predict.add_argument("--overlay", action="store_true",
+                         help="segmentation: also write each image with its predicted classes painted over it")
     predict.add_argument("--ensemble", type=int, default=1, metavar="K",
                          help="a search's K best trials by validation, their class probabilities averaged [1]")
     predict.set_defaults(handler=command_predict)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from visiontune import imageio, record, runs, tta
+from visiontune import imageio, metrics, record, runs, tta
 from visiontune.config import TrainConfig, config_from_dict
 from visiontune.data.card import DatasetCard
 from visiontune.engine import resolve_device
@@ -32,6 +32,7 @@ from visiontune.models import build_model
 
 PREDICTIONS_CSV, AREAS_CSV, ERRORS_CSV, MASKS_DIR = "predictions.csv", "areas.csv", "errors.csv", "masks"
 MODEL_CARD = "model.json"  # an exported model's card (visiontune.export)
+SCORES_FILE, OVERLAYS_DIR = "scores.json", "overlays"
 
 
 class Ensemble(nn.Module):
@@ -266,41 +267,110 @@ def _mask_name(relative: str) -> str:
     return os.path.splitext(relative)[0].replace("/", "__") + ".png"
 
 
+def labelled_layout(inputs: Sequence[str], predictor: Predictor):
+    """The training layout (``data.folders``) of a single labelled input of the model's kind, or
+    None: predictions of such a folder are also scored against its labels."""
+    from visiontune.data.folders import find_layout
+
+    if len(inputs) != 1 or not (Path(inputs[0]).is_dir() or str(inputs[0]).lower().endswith((".zip", ".yaml"))):
+        return None
+    try:
+        layout = find_layout(inputs[0])
+    except DataError:
+        return None
+    if layout.kind != predictor.card.kind:
+        return None
+    if layout.kind == "classification" and not set(layout.classes) <= set(predictor.card.classes):
+        return None  # class folders the model does not know: predicted, not scored
+    return layout
+
+
+def _layout_files(layout) -> list[tuple[str, Any, str, Any]]:
+    """(name, path or bytes, path inside the input, label) of every image of a labelled layout."""
+    from visiontune.data.folders import IMAGES_DIR
+    from visiontune.data.images import FolderSource
+
+    def source(relative: str) -> Any:
+        return layout.source.root / relative if isinstance(layout.source, FolderSource) else layout.source.read_bytes(relative)
+
+    def inside(relative: str) -> str:  # "test/images/a.png" -> "test/a.png": the masks go in masks/ anyway
+        return "/".join(part for part in relative.split("/") if part != IMAGES_DIR)
+
+    return [(layout.source.describe(item.image), source(item.image), inside(item.image), item.target)
+            for item in layout.items]
+
+
+def score(predictor: Predictor, layout, labels: list[Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The predictions of a labelled folder against its labels: accuracy, balanced accuracy, macro
+    F1 and per-class recall, or per-image Dice per class (mean over images, then classes), per-class
+    and pooled Dice, with the masks at each image's own size."""
+    card = predictor.card
+    if card.kind == "classification":
+        accumulator = metrics.AccuracyAccumulator(card.num_classes, card.classes)
+        truth = torch.tensor([card.classes.index(layout.classes[label]) for label in labels])
+        predicted = torch.tensor([card.classes.index(result["class"]) for result in results])
+        accumulator.update(torch.nn.functional.one_hot(predicted, card.num_classes).float(), truth)
+    else:
+        accumulator = metrics.DiceAccumulator(card.num_classes, card.classes)
+        for label, result in zip(labels, results):
+            where = layout.source.describe(label)
+            mask = torch.from_numpy(imageio.decode_mask(layout.source.read_bytes(label), where, None)).long()[None]
+            prediction = torch.from_numpy(result["mask"]).long()
+            one_hot = torch.nn.functional.one_hot(prediction, card.num_classes).movedim(-1, 0)[None].float()
+            accumulator.update(one_hot, mask)
+    return {"images": len(results), **accumulator.aggregate()}
+
+
 def predict_files(predictor: Predictor, inputs: list[str], out: Path, batch_size: int = 256,
-                  progress=None) -> dict[str, int]:
-    """Predict every image under ``inputs`` into ``out``; returns counts (predicted, errors, skipped)."""
+                  overlay: bool = False) -> dict[str, Any]:
+    """Predict every image under ``inputs`` into ``out``; returns counts (predicted, errors,
+    skipped) and, for a labelled folder, its ``scores``."""
     from visiontune.data.decode import ProgressBar
 
-    files, skipped = collect_inputs(inputs)
+    layout = labelled_layout(inputs, predictor)
+    if layout is not None:
+        files, skipped = _layout_files(layout), dict(layout.skipped)
+    else:
+        found, skipped = collect_inputs(inputs)
+        files = [(name, source, relative, None) for name, source, relative in found]
     if not files:
         raise DataError(f"no image files in {', '.join(map(str, inputs))}")
     out.mkdir(parents=True, exist_ok=True)
     bar = ProgressBar(len(files), "predicting")
     errors: list[tuple[str, str]] = []
     rows: list[list[Any]] = []
+    labels: list[Any] = []
+    results_kept: list[dict[str, Any]] = []
     classification = predictor.card.kind == "classification"
     if not classification:
         (out / MASKS_DIR).mkdir(exist_ok=True)
+        if overlay:
+            (out / OVERLAYS_DIR).mkdir(exist_ok=True)
     for start in range(0, len(files), batch_size):
         chunk, images, sizes = [], [], []
-        for name, source, relative in files[start:start + batch_size]:
+        for name, source, relative, label in files[start:start + batch_size]:
             try:
                 data = source if isinstance(source, bytes) else Path(source).read_bytes()
                 images.append(predictor.preprocess(data, name))
                 height, width, _ = imageio.image_header(data, name)
-                chunk.append((name, relative))
+                chunk.append((name, relative, label, data))
                 sizes.append((height, width))
             except (DataError, OSError) as error:
                 errors.append((name, str(error)))
         if chunk:
-            for (name, relative), result in zip(chunk, predictor.results(predictor.probabilities(np.stack(images)),
-                                                                          sizes)):
+            for (name, relative, label, data), result in zip(chunk, predictor.results(
+                    predictor.probabilities(np.stack(images)), sizes)):
                 if classification:
                     rows.append([name, result["class"], *(f"{p:.6f}" for p in result["probabilities"])])
                 else:
                     mask_file = _mask_name(relative)
                     (out / MASKS_DIR / mask_file).write_bytes(imageio.encode_png_array(result["mask"]))
+                    if overlay:
+                        (out / OVERLAYS_DIR / mask_file).write_bytes(_overlay(data, name, result["mask"]))
                     rows.append([name, f"{MASKS_DIR}/{mask_file}", *result["areas"].values()])
+                if layout is not None:
+                    labels.append(label)
+                    results_kept.append(result if classification else {"mask": result["mask"]})
         bar.advance(len(files[start:start + batch_size]))
     classes = predictor.card.classes
     header = (["file", "class", *(f"p_{c}" for c in classes)] if classification
@@ -308,7 +378,26 @@ def predict_files(predictor: Predictor, inputs: list[str], out: Path, batch_size
     _write_csv(out / (PREDICTIONS_CSV if classification else AREAS_CSV), header, rows)
     if errors:
         _write_csv(out / ERRORS_CSV, ["file", "error"], errors)
-    return {"predicted": len(rows), "errors": len(errors), "skipped": sum(skipped.values())}
+    counts: dict[str, Any] = {"predicted": len(rows), "errors": len(errors), "skipped": sum(skipped.values())}
+    if layout is not None and results_kept:
+        counts["scores"] = score(predictor, layout, labels, results_kept)
+        (out / SCORES_FILE).write_text(json.dumps(counts["scores"], indent=2) + "\n")
+    return counts
+
+
+def _overlay(data: bytes, where: str, mask: np.ndarray) -> bytes:
+    """The image in grey with each foreground class painted over it in its colour (half opaque)."""
+    from PIL import Image
+
+    from visiontune.analysis.plots import PALETTE
+
+    grey = imageio.decode_image(data, where, 1, None)[0].astype(np.float32)
+    picture = np.repeat(grey[..., None], 3, axis=2)
+    for index in range(1, int(mask.max(initial=0)) + 1):
+        colour = np.array([int(PALETTE[(index - 1) % len(PALETTE)][i:i + 2], 16) for i in (1, 3, 5)], np.float32)
+        inside = mask == index
+        picture[inside] = 0.5 * picture[inside] + 0.5 * colour
+    return imageio.encode_png(Image.fromarray(picture.round().astype(np.uint8)))
 
 
 def _write_csv(path: Path, header: list[str], rows: list[Sequence[Any]]) -> None:
