@@ -285,3 +285,22 @@ def uniform_images_chunk(spec: tuple[str, str], names: list[str], channels: int,
         sheet.paste(_converted(image, channels), (0, index * height))
     pixels = np.asarray(sheet).reshape(len(names), height, width, channels)
     return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)), headers, True
+
+
+def model_inputs_chunk(spec: tuple[str, str], names: list[str], channels: int, size: tuple[int, int]
+                       ) -> tuple[np.ndarray, np.ndarray, list[int], list[tuple[int, str]]]:
+    """Images decoded for prediction: (uint8 ``(n, channels, H, W)`` at ``size``, their own
+    (height, width) ``(n, 2)``, the indices into ``names`` they are, and (index, error) of the
+    files that could not be read; unlike the loader's chunks, a broken file does not stop the rest)."""
+    out = np.empty((len(names), channels, size[0], size[1]), dtype=np.uint8)
+    sizes = np.zeros((len(names), 2), dtype=np.int64)
+    kept, errors = [], []
+    for index, name in enumerate(names):
+        try:
+            image = _open(read_file(spec, name), describe_file(spec, name), "image")
+            sizes[len(kept)] = (image.height, image.width)
+            out[len(kept)] = _image_array(image, channels, size)
+            kept.append(index)
+        except DataError as error:
+            errors.append((index, str(error)))
+    return out[:len(kept)], sizes[:len(kept)], kept, errors

@@ -107,7 +107,8 @@ class Predictor:
     def results(self, probabilities: torch.Tensor, sizes: list[tuple[int, int] | None]) -> list[dict[str, Any]]:
         """Per image: the class and probabilities, or the mask (resized back to ``sizes``) and areas."""
         if self.card.kind == "classification":
-            return [{"class": self.card.classes[int(p.argmax())], "probabilities": p.tolist()} for p in probabilities]
+            winners, values = probabilities.argmax(dim=1).tolist(), probabilities.tolist()  # one call per batch
+            return [{"class": self.card.classes[w], "probabilities": v} for w, v in zip(winners, values)]
         results = []
         for map_, size in zip(probabilities.argmax(dim=1).numpy().astype(np.uint8), sizes):
             mask = imageio.resize_mask(map_, size)
@@ -249,8 +250,11 @@ def collect_inputs(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[str, 
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                consider(str(file), file, file.relative_to(path).as_posix())
+            # os.walk and strings: Path objects cost more than decoding a small image, per file
+            top = str(path)
+            walked = sorted(os.path.join(folder, name) for folder, _, names in os.walk(top) for name in names)
+            for file in walked:
+                consider(file, Path(file), os.path.relpath(file, top).replace(os.sep, "/"))
         elif path.suffix.lower() == ".zip" and path.is_file():
             with zipfile.ZipFile(path) as archive:
                 for member in sorted(n for n in archive.namelist() if not n.endswith("/")):
@@ -321,6 +325,40 @@ def score(predictor: Predictor, layout, labels: list[Any], results: list[dict[st
     return {"images": len(results), **accumulator.aggregate()}
 
 
+def _decoded(predictor: Predictor, files: list[tuple[str, Any, str, Any]], errors: list[tuple[str, str]]):
+    """Yield (indices into ``files``, uint8 model inputs, own (height, width)) chunk by chunk; a
+    large folder decodes in the loader's pool of processes (``data.decode``), unreadable files
+    go to ``errors``."""
+    from visiontune.data.decode import CHUNK, Decoder
+    from visiontune.data.images import FolderSource
+
+    channels, size = (1 if predictor.card.channels == 1 else 3), tuple(predictor.card.image_size)
+    keep = predictor.card.keep_channels
+    paths = [index for index, (_, source, _, _) in enumerate(files) if not isinstance(source, bytes)]
+    in_memory = [index for index, (_, source, _, _) in enumerate(files) if isinstance(source, bytes)]
+    if paths:
+        names = [os.path.abspath(files[index][1]) for index in paths]
+        chunks = [names[start:start + CHUNK] for start in range(0, len(names), CHUNK)]
+        spec = ("folder", "/")
+        with Decoder(FolderSource(Path("/")), len(names)) as decoder:
+            mapper = decoder.pool.map if decoder.pool is not None else map
+            for number, (images, sizes, kept, failed) in enumerate(mapper(
+                    imageio.model_inputs_chunk, [spec] * len(chunks), chunks, [channels] * len(chunks),
+                    [size] * len(chunks))):
+                offset = number * CHUNK
+                errors.extend((files[paths[offset + i]][0], message) for i, message in failed)
+                yield [paths[offset + i] for i in kept], images[:, keep] if keep else images, sizes
+    for index in in_memory:
+        name, data, _, _ = files[index]
+        try:
+            image = predictor.preprocess(data, name)
+            height, width, _ = imageio.image_header(data, name)
+        except DataError as error:
+            errors.append((name, str(error)))
+            continue
+        yield [index], image[None], np.array([[height, width]])
+
+
 def predict_files(predictor: Predictor, inputs: list[str], out: Path, batch_size: int = 256,
                   overlay: bool = False) -> dict[str, Any]:
     """Predict every image under ``inputs`` into ``out``; returns counts (predicted, errors,
@@ -338,49 +376,46 @@ def predict_files(predictor: Predictor, inputs: list[str], out: Path, batch_size
     out.mkdir(parents=True, exist_ok=True)
     bar = ProgressBar(len(files), "predicting")
     errors: list[tuple[str, str]] = []
-    rows: list[list[Any]] = []
-    labels: list[Any] = []
-    results_kept: list[dict[str, Any]] = []
+    rows: dict[int, list[Any]] = {}
+    kept: dict[int, dict[str, Any]] = {}
     classification = predictor.card.kind == "classification"
     if not classification:
         (out / MASKS_DIR).mkdir(exist_ok=True)
         if overlay:
             (out / OVERLAYS_DIR).mkdir(exist_ok=True)
-    for start in range(0, len(files), batch_size):
-        chunk, images, sizes = [], [], []
-        for name, source, relative, label in files[start:start + batch_size]:
-            try:
-                data = source if isinstance(source, bytes) else Path(source).read_bytes()
-                images.append(predictor.preprocess(data, name))
-                height, width, _ = imageio.image_header(data, name)
-                chunk.append((name, relative, label, data))
-                sizes.append((height, width))
-            except (DataError, OSError) as error:
-                errors.append((name, str(error)))
-        if chunk:
-            for (name, relative, label, data), result in zip(chunk, predictor.results(
-                    predictor.probabilities(np.stack(images)), sizes)):
+    done = 0
+    for indices, images, sizes in _decoded(predictor, files, errors):
+        for start in range(0, len(indices), batch_size):
+            batch = indices[start:start + batch_size]
+            own = [tuple(int(v) for v in size) for size in sizes[start:start + batch_size]]
+            for index, result in zip(batch, predictor.results(predictor.probabilities(
+                    np.ascontiguousarray(images[start:start + batch_size])), own)):
+                name, source, relative, label = files[index]
                 if classification:
-                    rows.append([name, result["class"], *(f"{p:.6f}" for p in result["probabilities"])])
+                    rows[index] = [name, result["class"], *(f"{p:.6f}" for p in result["probabilities"])]
                 else:
                     mask_file = _mask_name(relative)
                     (out / MASKS_DIR / mask_file).write_bytes(imageio.encode_png_array(result["mask"]))
                     if overlay:
+                        data = source if isinstance(source, bytes) else Path(source).read_bytes()
                         (out / OVERLAYS_DIR / mask_file).write_bytes(_overlay(data, name, result["mask"]))
-                    rows.append([name, f"{MASKS_DIR}/{mask_file}", *result["areas"].values()])
+                    rows[index] = [name, f"{MASKS_DIR}/{mask_file}", *result["areas"].values()]
                 if layout is not None:
-                    labels.append(label)
-                    results_kept.append(result if classification else {"mask": result["mask"]})
-        bar.advance(len(files[start:start + batch_size]))
+                    kept[index] = result if classification else {"mask": result["mask"]}
+        bar.advance(len(rows) + len(errors) - done)  # predicted or found unreadable so far
+        done = len(rows) + len(errors)
+    if done < len(files):
+        bar.advance(len(files) - done)
     classes = predictor.card.classes
     header = (["file", "class", *(f"p_{c}" for c in classes)] if classification
               else ["file", "mask", *(f"pixels_{c}" for c in classes)])
-    _write_csv(out / (PREDICTIONS_CSV if classification else AREAS_CSV), header, rows)
+    _write_csv(out / (PREDICTIONS_CSV if classification else AREAS_CSV), header, [rows[i] for i in sorted(rows)])
     if errors:
         _write_csv(out / ERRORS_CSV, ["file", "error"], errors)
     counts: dict[str, Any] = {"predicted": len(rows), "errors": len(errors), "skipped": sum(skipped.values())}
-    if layout is not None and results_kept:
-        counts["scores"] = score(predictor, layout, labels, results_kept)
+    if layout is not None and kept:
+        order = sorted(kept)
+        counts["scores"] = score(predictor, layout, [files[i][3] for i in order], [kept[i] for i in order])
         (out / SCORES_FILE).write_text(json.dumps(counts["scores"], indent=2) + "\n")
     return counts
 
