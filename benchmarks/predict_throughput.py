@@ -9,7 +9,8 @@ repeated ``--repeats`` times, interleaved, medians reported:
 - ``visiontune predict``: ``predict.predict_files`` over the folder (batches of 256, writing
   ``predictions.csv`` or the mask PNGs and ``areas.csv``);
 - a plain loop: each file opened with PIL, converted, made a tensor and run through the same
-  model one image at a time (``torch.inference_mode``), the result kept in a list;
+  model, as built (no channels-last), one image at a time (``torch.inference_mode``), the
+  result kept in a list;
 - the network alone on the preprocessed images in batches of 256: ONNX Runtime (CPU) against
   PyTorch, the same exported graph.
 
@@ -54,13 +55,12 @@ def write_pngs(folder: Path, images) -> list[Path]:
     return paths
 
 
-def plain_loop(predictor, paths: list[Path]) -> list:
-    """What a user would write: PIL per file, one image at a time through the model."""
+def plain_loop(predictor, model, paths: list[Path]) -> list:
+    """What a user would write: PIL per file, one image at a time through the model as built."""
     import numpy as np
     import torch
     from PIL import Image
 
-    model = predictor.forward
     keep = predictor.card.keep_channels
     outputs = []
     with torch.inference_mode():
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     from visiontune.config import config_from_dict
     from visiontune.data import load_splits
     from visiontune.export import export_model
-    from visiontune.predict import load_model, predict_files
+    from visiontune.predict import Ensemble, load_members, load_model, predict_files
     from visiontune.train import train_one
 
     info = machine()
@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             train_one(config, splits, root / f"{name}-run", progress=lambda line: None)
             paths = write_pngs(root / f"{name}-png", splits.test.images)
             predictor = load_model(root / f"{name}-run", device="cpu")
+            card, configs, models = load_members(root / f"{name}-run")
+            plain_model = Ensemble(models, [config.tta for config in configs]).eval()  # no channels-last
             onnx_folder = export_model(root / f"{name}-run", "onnx", root / f"{name}-onnx")
             session = onnxruntime.InferenceSession(str(onnx_folder / "model.onnx"), providers=["CPUExecutionProvider"])
             batch = splits.test.images.float().div(255.0)
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 predict_files(predictor, [str(root / f"{name}-png")], root / f"{name}-out-{repeat}")
                 times["visiontune predict"].append(time.perf_counter() - started)
                 started = time.perf_counter()
-                plain_loop(predictor, paths)
+                plain_loop(predictor, plain_model, paths)
                 times["plain per-image loop"].append(time.perf_counter() - started)
                 started = time.perf_counter()
                 with torch.inference_mode():
