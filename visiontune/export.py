@@ -104,6 +104,9 @@ def export_model(run: str | os.PathLike, fmt: str, out: str | os.PathLike, ensem
             # ONNX goes through torch's TorchScript-based exporter, which it calls legacy: the newer
             # one needs onnxscript, which the export extra does not install.
             warnings.simplefilter("ignore", DeprecationWarning)
+            # torch now calls TorchScript itself deprecated (in favour of torch.export); the format
+            # is still what plain torch loads with torch.jit.load, which users ask for.
+            warnings.simplefilter("ignore", FutureWarning)
             if fmt == "torchscript":
                 torch.jit.trace(network, example).save(str(staging / FORMATS[fmt]))
             else:
@@ -133,7 +136,9 @@ def load_exported(folder: Path, device: torch.device) -> Predictor:
     if fmt not in FORMATS or not path.is_file():
         raise VisiontuneError(f"{folder}: the model card names format {fmt!r}, but {path.name} is not there")
     if fmt == "torchscript":
-        module = torch.jit.load(str(path), map_location=device).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+            module = torch.jit.load(str(path), map_location=device).eval()
         forward = module
     else:
         _require_onnx()

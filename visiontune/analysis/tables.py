@@ -45,9 +45,15 @@ def to_html(frame: pd.DataFrame, highlight_rows: int = 0) -> str:
     return f'<table class="ranked"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+PER_CLASS_SHOWN = 4
+
+
 def to_terminal(frame: pd.DataFrame, rows: int) -> str:
-    """The first ``rows`` rows, aligned for a terminal (where a trial ran is left out)."""
-    shown = frame.drop(columns=[c for c in record.PLACEMENT_COLUMNS if c in frame]).head(rows).copy()
+    """The first ``rows`` rows, aligned for a terminal (where a trial ran is left out, and the
+    per-class figures where there are more than ``PER_CLASS_SHOWN``: the CSV and HTML keep them)."""
+    per_class = [c for c in frame.columns if str(c).count("/") >= 2]  # test/recall/<class>, test/dice/<class>
+    hidden = [c for c in record.PLACEMENT_COLUMNS if c in frame] + (per_class if len(per_class) > PER_CLASS_SHOWN else [])
+    shown = frame.drop(columns=hidden).head(rows).copy()
     for column in shown.columns:
         shown[column] = [_format(v) for v in shown[column]]
     return shown.to_string(index=False)
