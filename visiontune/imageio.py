@@ -137,7 +137,7 @@ def _resize(array: np.ndarray, size: tuple[int, int] | None, resample) -> np.nda
 
 def decode_image(data: bytes, where: str, channels: int, size: tuple[int, int] | None) -> np.ndarray:
     """An image file as uint8 ``(channels, height, width)``, resized (bilinear) to ``size``."""
-    return _image_array(_open(data, where, "image"), channels, size)
+    return image_array(_open(data, where, "image"), channels, size)
 
 
 def _converted(image: Image.Image, channels: int) -> Image.Image:
@@ -151,7 +151,8 @@ def _converted(image: Image.Image, channels: int) -> Image.Image:
     return image.convert(mode)
 
 
-def _image_array(image: Image.Image, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+def image_array(image: Image.Image, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+    """A Pillow image as uint8 ``(channels, height, width)``, resized (bilinear) to ``size``."""
     array = np.asarray(_converted(image, channels))
     return _resize(array[None] if channels == 1 else array.transpose(2, 0, 1), size, Image.BILINEAR)
 
@@ -299,7 +300,7 @@ def model_inputs_chunk(spec: tuple[str, str], names: list[str], channels: int, s
         try:
             image = _open(read_file(spec, name), describe_file(spec, name), "image")
             sizes[len(kept)] = (image.height, image.width)
-            out[len(kept)] = _image_array(image, channels, size)
+            out[len(kept)] = image_array(image, channels, size)
             kept.append(index)
         except DataError as error:
             errors.append((index, str(error)))

@@ -71,21 +71,16 @@ class Predictor:
         model's uint8 input ``(C, H, W)`` at the training size."""
         decode_channels = 1 if self.card.channels == 1 else 3
         size = tuple(self.card.image_size)
-        if isinstance(image, np.ndarray):
+        if isinstance(image, np.ndarray):  # through Pillow too, so that conversion and resizing are the loader's
             from PIL import Image
 
-            array = np.ascontiguousarray(image.astype(np.uint8) if image.dtype != np.uint8 else image)
-            data = imageio.encode_png(Image.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[2] == 1
-                                                      else array))
-        elif isinstance(image, bytes):
-            data = image
+            array = np.ascontiguousarray(image, dtype=np.uint8)
+            pixels = imageio.image_array(Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[2] == 1
+                                                         else array), decode_channels, size)
         else:
-            where = str(image)
-            data = Path(image).read_bytes()
-        pixels = imageio.decode_image(data, where, decode_channels, size)
-        if self.card.keep_channels:
-            pixels = pixels[self.card.keep_channels]
-        return pixels
+            data = image if isinstance(image, bytes) else Path(image).read_bytes()
+            pixels = imageio.decode_image(data, where if isinstance(image, bytes) else str(image), decode_channels, size)
+        return pixels[self.card.keep_channels] if self.card.keep_channels else pixels
 
     @torch.inference_mode()
     def probabilities(self, batch: np.ndarray) -> torch.Tensor:
@@ -98,7 +93,9 @@ class Predictor:
         (classification) or ``mask`` at the image's own size and its class ``areas`` (segmentation)."""
         out = []
         for start in range(0, len(images), batch_size):
-            chunk = list(images[start:start + batch_size])
+            # Each file read once: its bytes serve both its header (own size) and its pixels.
+            chunk = [image if isinstance(image, (np.ndarray, bytes)) else Path(image).read_bytes()
+                     for image in images[start:start + batch_size]]
             sizes = [_size_of(image) for image in chunk]
             batch = np.stack([self.preprocess(image) for image in chunk])
             out.extend(self.results(self.probabilities(batch), sizes))
@@ -117,12 +114,11 @@ class Predictor:
         return results
 
 
-def _size_of(image: Any) -> tuple[int, int] | None:
+def _size_of(image: np.ndarray | bytes) -> tuple[int, int]:
     """An image's own (height, width), to give its mask back at that size."""
     if isinstance(image, np.ndarray):
         return int(image.shape[0]), int(image.shape[1])
-    data = image if isinstance(image, bytes) else Path(image).read_bytes()
-    height, width, _ = imageio.image_header(data, str(image)[:80])
+    height, width, _ = imageio.image_header(image, "image")
     return height, width
 
 
