@@ -22,7 +22,7 @@ EXIT_INTERRUPTED = 130
 
 # ------------------------------------------------------------------------------ shared options
 TASK_HELP = (f"a built-in task ({', '.join(TASKS)}) or your own data set: a folder, a .zip or a dataset.yaml "
-             "(README: Your own images)")
+             "(README: Your own data)")
 
 def add_data_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
     """The data options (``data.options.DataOptions``), the same for every command that loads data."""
