@@ -99,3 +99,26 @@ def test_the_cnn_limits_its_blocks_to_what_the_image_size_allows():
     fnn = build_model("fnn", "classification", hidden=16, in_channels=3, image_size=(5, 7), num_classes=4)
     assert fnn(torch.rand(2, 3, 5, 7)).shape == (2, 4)
     assert build_model("cnn", "classification").classifier.in_features == 32 * 7 * 7  # the report's 28x28 CNN
+
+
+@pytest.mark.parametrize("name, shape", [("fcn2", (3, 2, 40, 24)), ("unet", (3, 2, 32, 32)),
+                                         ("resnet", (4, 1, 28, 28)), ("cnn", (4, 1, 28, 28))])
+def test_folding_batchnorm_into_convolutions_keeps_the_outputs(name, shape):
+    import copy
+
+    from visiontune.models.layers import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = build_model(name, in_channels=shape[1], **({"batchnorm": True} if name == "cnn" else {}))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms
+    for norm in norms:  # statistics as training would leave them, not the identity they start as
+        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2)
+        norm.weight.data.uniform_(0.5, 1.5), norm.bias.data.uniform_(-0.5, 0.5)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(model)
+    folded = fold_batchnorm(copy.deepcopy(model).eval())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    inputs = torch.rand(shape)
+    with torch.inference_mode():
+        assert torch.allclose(folded(inputs), model.eval()(inputs), atol=1e-5)

