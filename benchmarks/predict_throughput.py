@@ -4,7 +4,8 @@ against PyTorch, in one run.
 MNIST's 10,000 test images and WARWICK's 60 test images are written as PNG files in a
 temporary folder; a small model is trained for each (a CNN on 5,000 MNIST images for one epoch,
 an FCN2 for five epochs: throughput does not depend on how well they learned). Then, each way
-repeated ``--repeats`` times, interleaved, medians reported:
+repeated ``--repeats`` times, interleaved, each after a half-second pause (so that threads still
+spinning from the way before do not slow it), medians reported:
 
 - ``visiontune predict``: ``predict.predict_files`` over the folder (batches of 256, writing
   ``predictions.csv`` or the mask PNGs and ``areas.csv``);
@@ -32,6 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import describe, git_revision, machine, save  # noqa: E402
+
+SETTLE_S = 0.5  # seconds of pause before each timed way
 
 
 def write_pngs(folder: Path, images) -> list[Path]:
@@ -106,22 +109,27 @@ def main(argv: list[str] | None = None) -> int:
             batch = splits.test.images.float().div(255.0)
             times: dict[str, list[float]] = {"visiontune predict": [], "plain per-image loop": [],
                                              "network, PyTorch": [], "network, ONNX Runtime": []}
-            for repeat in range(args.repeats):
-                started = time.perf_counter()
-                predict_files(predictor, [str(root / f"{name}-png")], root / f"{name}-out-{repeat}")
-                times["visiontune predict"].append(time.perf_counter() - started)
-                started = time.perf_counter()
-                plain_loop(predictor, plain_model, paths)
-                times["plain per-image loop"].append(time.perf_counter() - started)
-                started = time.perf_counter()
+            def network_pytorch() -> None:
                 with torch.inference_mode():
                     for start in range(0, len(batch), 256):
                         predictor.forward(batch[start:start + 256])
-                times["network, PyTorch"].append(time.perf_counter() - started)
-                started = time.perf_counter()
+
+            def network_onnx() -> None:
                 for start in range(0, len(batch), 256):
                     session.run(None, {"images": np.ascontiguousarray(batch[start:start + 256].numpy())})
-                times["network, ONNX Runtime"].append(time.perf_counter() - started)
+
+            ways = {"visiontune predict": lambda: predict_files(predictor, [str(root / f"{name}-png")],
+                                                                root / f"{name}-out-{len(times['visiontune predict'])}"),
+                    "plain per-image loop": lambda: plain_loop(predictor, plain_model, paths),
+                    "network, PyTorch": network_pytorch, "network, ONNX Runtime": network_onnx}
+            for _ in range(args.repeats):
+                for way, run in ways.items():
+                    # A pause first: ONNX Runtime's and OpenMP's threads spin for a while after
+                    # their work, and would otherwise slow whichever way comes next.
+                    time.sleep(SETTLE_S)
+                    started = time.perf_counter()
+                    run()
+                    times[way].append(time.perf_counter() - started)
             medians = {way: statistics.median(values) for way, values in times.items()}
             rates = {way: len(paths) / seconds for way, seconds in medians.items()}
             results[name] = {"images": len(paths), "seconds": times, "medians": medians, "images_per_s": rates,

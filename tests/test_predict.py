@@ -14,6 +14,7 @@ from PIL import Image
 from visiontune import metrics
 from visiontune.cli import main
 from visiontune.data import load_splits
+from visiontune.errors import DataError
 from visiontune.predict import load_model
 
 
@@ -94,10 +95,16 @@ def test_the_python_api_predicts_arrays_and_unreadable_files_are_listed(digits_s
     folder.mkdir()
     (folder / "good.png").write_bytes(_png(images[0]))
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    Image.new("LAB", (28, 28)).save(folder / "lab.tif")  # opens, but Pillow cannot make it grey
+    with pytest.raises(DataError, match=r"lab.tif: cannot convert its LAB pixels to grey \(") as raised:
+        predictor.predict([folder / "lab.tif"])
+    assert "\n" not in str(raised.value)
     assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "out")]) == 0
     captured = capsys.readouterr()
-    assert "1 files could not be read" in captured.err
-    assert "broken.png" in (tmp_path / "out" / "errors.csv").read_text()
+    assert "2 files could not be read" in captured.err
+    with open(tmp_path / "out" / "errors.csv", newline="") as stream:
+        errors = {row["file"].rsplit("/", 1)[1]: row["error"] for row in csv.DictReader(stream)}
+    assert set(errors) == {"broken.png", "lab.tif"} and "cannot convert its LAB pixels" in errors["lab.tif"]
     (folder / "good.png").unlink()
     assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "out2")]) == 1  # nothing predicted
     # A labelled folder in a training layout (class folders): predicted and scored against the labels

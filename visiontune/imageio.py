@@ -137,23 +137,30 @@ def _resize(array: np.ndarray, size: tuple[int, int] | None, resample) -> np.nda
 
 def decode_image(data: bytes, where: str, channels: int, size: tuple[int, int] | None) -> np.ndarray:
     """An image file as uint8 ``(channels, height, width)``, resized (bilinear) to ``size``."""
-    return image_array(_open(data, where, "image"), channels, size)
+    return image_array(_open(data, where, "image"), channels, size, where)
 
 
-def _converted(image: Image.Image, channels: int) -> Image.Image:
+def _converted(image: Image.Image, channels: int, where: str) -> Image.Image:
     """``image`` as 8-bit grey ("L") for one channel or "RGB" for three: RGBA loses its alpha, a
-    palette becomes its colours, grey is replicated, 16-bit or float grey is scaled to 0-255."""
+    palette becomes its colours, grey is replicated, 16-bit or float grey is scaled to 0-255.
+    A mode Pillow cannot convert (a CIELab TIFF to grey, say) is a ``DataError`` naming ``where``."""
     mode = "L" if channels == 1 else "RGB"
     if image.mode == mode:
         return image
     if image.mode in SCALED_GREY_MODES:
         image = Image.fromarray(_to_uint8_grey(image))
-    return image.convert(mode)
+    try:
+        return image.convert(mode)
+    except ValueError as error:
+        raise DataError(f"{where}: cannot convert its {image.mode} pixels to {'grey' if channels == 1 else 'RGB'} "
+                        f"({error})") from None
 
 
-def image_array(image: Image.Image, channels: int, size: tuple[int, int] | None) -> np.ndarray:
-    """A Pillow image as uint8 ``(channels, height, width)``, resized (bilinear) to ``size``."""
-    array = np.asarray(_converted(image, channels))
+def image_array(image: Image.Image, channels: int, size: tuple[int, int] | None,
+                where: str = "image") -> np.ndarray:
+    """A Pillow image as uint8 ``(channels, height, width)``, resized (bilinear) to ``size``;
+    ``where`` names it in the error of an image whose pixels cannot be converted."""
+    array = np.asarray(_converted(image, channels, where))
     return _resize(array[None] if channels == 1 else array.transpose(2, 0, 1), size, Image.BILINEAR)
 
 
@@ -283,7 +290,7 @@ def uniform_images_chunk(spec: tuple[str, str], names: list[str], channels: int,
         headers[index] = (image.height, image.width, 1 if grey else 3)
         if (image.height, image.width) != (height, width) or (grey_only and not grey):
             return np.empty((0, channels, height, width), dtype=np.uint8), headers, False
-        sheet.paste(_converted(image, channels), (0, index * height))
+        sheet.paste(_converted(image, channels, describe_file(spec, name)), (0, index * height))
     pixels = np.asarray(sheet).reshape(len(names), height, width, channels)
     return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)), headers, True
 
@@ -298,9 +305,10 @@ def model_inputs_chunk(spec: tuple[str, str], names: list[str], channels: int, s
     kept, errors = [], []
     for index, name in enumerate(names):
         try:
-            image = _open(read_file(spec, name), describe_file(spec, name), "image")
+            where = describe_file(spec, name)
+            image = _open(read_file(spec, name), where, "image")
             sizes[len(kept)] = (image.height, image.width)
-            out[len(kept)] = image_array(image, channels, size)
+            out[len(kept)] = image_array(image, channels, size, where)
             kept.append(index)
         except DataError as error:
             errors.append((index, str(error)))

@@ -95,10 +95,11 @@ class Predictor:
         out = []
         for start in range(0, len(images), batch_size):
             # Each file read once: its bytes serve both its header (own size) and its pixels.
-            chunk = [image if isinstance(image, (np.ndarray, bytes)) else Path(image).read_bytes()
-                     for image in images[start:start + batch_size]]
+            given = images[start:start + batch_size]
+            chunk = [image if isinstance(image, (np.ndarray, bytes)) else Path(image).read_bytes() for image in given]
             sizes = [_size_of(image) for image in chunk]
-            batch = np.stack([self.preprocess(image) for image in chunk])
+            batch = np.stack([self.preprocess(image, "image" if isinstance(name, (np.ndarray, bytes)) else str(name))
+                              for image, name in zip(chunk, given)])
             out.extend(self.results(self.probabilities(batch), sizes))
         return out
 
@@ -328,7 +329,7 @@ def score(predictor: Predictor, layout, labels: list[Any], results: list[dict[st
     return {"images": len(results), **accumulator.aggregate()}
 
 
-SMALL_CHUNK = 32  # files per chunk where no process pool decodes (the pool's chunks: data.decode.CHUNK)
+SMALL_CHUNK = 16  # files per chunk where no process pool decodes (the pool's chunks: data.decode.CHUNK)
 
 
 def network_workers(device: torch.device) -> int:
