@@ -101,6 +101,16 @@ def command_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def ensemble_choice(text: str) -> int | str:
+    """``--ensemble``: a number of trials, or ``cv`` (the cross-validation's fold models)."""
+    if text == "cv":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of trials or 'cv', not {text!r}") from None
+
+
 def command_predict(args: argparse.Namespace) -> int:
     """Predict images with a trained model; write the predictions into --out."""
     from visiontune.predict import load_model, predict_files
@@ -157,8 +167,8 @@ def command_search(args: argparse.Namespace) -> int:
             shown = ", ".join(["TASK"] * bool(args.task) + ["--" + name.replace("_", "-") for name in ignored])
             raise VisiontuneError(f"--resume continues a search with its recorded options; {shown} cannot change "
                                   f"(only {', '.join('--' + n.replace('_', '-') for n in RESUME_OPTIONS)} apply)")
-        run_search(SearchOptions(**given), resume=True)
-        return 0
+        summary = run_search(SearchOptions(**given), resume=True)
+        return _cross_validate_after_search(args, summary)
     if not args.task:
         raise VisiontuneError(f"search needs a TASK ({', '.join(TASKS)}) or the PATH of a data set, or --list-spaces")
     options = SearchOptions(task=args.task, **given)
@@ -168,7 +178,25 @@ def command_search(args: argparse.Namespace) -> int:
         card = options.load_splits(options.task).card
         print("\n".join(describe_space(resolve_space(card, options.space))))
         return 0
-    run_search(options)
+    if args.cv is not None and args.cv < 2:
+        raise VisiontuneError(f"--cv needs at least 2 folds, not {args.cv}")
+    return _cross_validate_after_search(args, run_search(options))
+
+
+def _cross_validate_after_search(args: argparse.Namespace, summary: dict) -> int:
+    """``search --cv K``: the finished search's top-k cross-validated on K folds, on its resources."""
+    if not args.cv:
+        return 0
+    from visiontune.analysis import analyze_run
+
+    folder = Path(summary["location"])
+    if "://" in summary["location"] or not folder.is_dir():
+        raise VisiontuneError(f"--cv needs the run folder on this machine; fetch {summary['location']} and run "
+                              f"visiontune analyze on it with --cv {args.cv}")
+    from visiontune.analysis.load import load_run
+
+    report = analyze_run(folder, top=int(load_run(folder).options.get("top_k") or 3), cv=args.cv)
+    print(f"report: {report}")
     return 0
 
 
@@ -184,6 +212,8 @@ def add_search_parser(commands) -> None:
     search.add_argument("--show-space", action="store_true",
                         help="print the space this search would run, fitted to the data set, and exit")
     search.add_argument("--resume", action="store_true", help="continue the search --name after an interruption")
+    search.add_argument("--cv", type=int, metavar="K", help="when the search ends, cross-validate its --top-k on K "
+                                                           "folds (as analyze RUN --cv K)")
     from visiontune.search.options import SearchOptions
 
     add_options(search, SearchOptions, exclude=("task",))
@@ -195,17 +225,31 @@ def command_analyze(args: argparse.Namespace) -> int:
     from visiontune.analysis import analyze_run, compare_runs
 
     if len(args.runs) > 1:
-        if args.reseed:
-            raise VisiontuneError("--reseed works on one run at a time")
+        if args.reseed or args.cv:
+            raise VisiontuneError("--reseed and --cv work on one run at a time")
         report = compare_runs(args.runs, out=args.out, metric=args.metric)
     else:
         from visiontune.search import TrialResources
 
+        from visiontune.analysis.crossval import QUICK_EPOCH_SHARE, QUICK_TOP
+
         resources = given_options(TrialResources, args)
-        if resources and not args.reseed:
-            raise VisiontuneError("--cpus-per-trial, --gpus-per-trial and the other trial options apply to --reseed")
-        report = analyze_run(args.runs[0], out=args.out, top=args.top, metric=args.metric, reseed=args.reseed,
-                             data_dir=args.data_dir, resources=resources)
+        if resources and not (args.reseed or args.cv):
+            raise VisiontuneError("--cpus-per-trial, --gpus-per-trial and the other trial options apply to --reseed "
+                                  "and --cv")
+        if (args.refit or args.quick or args.cv_epochs) and not args.cv:
+            raise VisiontuneError("--refit, --quick and --cv-epochs apply to --cv")
+        if args.cv and args.cv < 2:
+            raise VisiontuneError(f"--cv needs at least 2 folds, not {args.cv}")
+        top = args.top or (QUICK_TOP if args.quick else 3)
+        cv_epochs = args.cv_epochs
+        if args.quick and not cv_epochs:
+            from visiontune.analysis.load import load_run
+
+            cv_epochs = max(1, load_run(args.runs[0]).max_epochs // QUICK_EPOCH_SHARE)
+        report = analyze_run(args.runs[0], out=args.out, top=top, metric=args.metric, reseed=args.reseed,
+                             data_dir=args.data_dir, resources=resources, cv=args.cv, cv_epochs=cv_epochs,
+                             refit=args.refit)
     print(f"report: {report}")
     return 0
 
@@ -218,16 +262,27 @@ def add_analyze_parser(commands) -> None:
                     "Markdown, HTML), figures and a self-contained HTML report. With several run folders, compare "
                     "their anytime curves and best trials.")
     analyze.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s), e.g. runs/search-mnist-...")
-    analyze.add_argument("--top", type=int, default=3, metavar="K", help="trials shown and plotted [3]")
+    analyze.add_argument("--top", type=int, metavar="K", help="trials shown and plotted, reseeded or cross-validated "
+                                                               "[3; --quick: 2]")
     analyze.add_argument("--metric", metavar="NAME", help="rank by this metric (default: the task's validation metric)")
     analyze.add_argument("--out", metavar="DIR", help="where to write (default RUN/analysis)")
     analyze.add_argument("--reseed", type=int, default=0, metavar="N",
                          help="retrain the top-K configurations with N further seeds and rank them by the mean")
-    analyze.add_argument("--data-dir", metavar="DIR", help="data folder for --reseed (default: as the search had it)")
+    analyze.add_argument("--cv", type=int, default=0, metavar="K",
+                         help="cross-validate the top configurations on K folds of train+validation (5 is nnU-Net's), "
+                              "rank them by the out-of-fold metric, and evaluate each one's fold ensemble once on test")
+    analyze.add_argument("--refit", action="store_true", help="--cv: also train the winner on all train+validation for "
+                                                              "the median of its folds' best epochs; test it beside "
+                                                              "the ensemble")
+    analyze.add_argument("--cv-epochs", type=int, metavar="N", help="--cv: epochs of each fold training (default: the "
+                                                                    "search's --max-epochs)")
+    analyze.add_argument("--quick", action="store_true", help="--cv: the top 2 for a third of the epochs")
+    analyze.add_argument("--data-dir", metavar="DIR", help="data folder for --reseed and --cv (default: as the search "
+                                                           "had it)")
     from visiontune.search.options import TrialResources
 
-    add_options(analyze, TrialResources, group="where the --reseed retrains run, as trials of the search service "
-                                               "(default: as the search's trials ran, on a local Ray)")
+    add_options(analyze, TrialResources, group="where the --reseed and --cv retrains run, as trials of the search "
+                                               "service (default: as the search's trials ran, on a local Ray)")
     analyze.set_defaults(handler=command_analyze)
 
 
@@ -320,8 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per batch [256]")
     predict.add_argument("--overlay", action="store_true",
                          help="segmentation: also write each image with its predicted classes painted over it")
-    predict.add_argument("--ensemble", type=int, default=1, metavar="K",
-                         help="a search's K best trials by validation, their class probabilities averaged [1]")
+    predict.add_argument("--ensemble", type=ensemble_choice, default=1, metavar="K|cv",
+                         help="a search's K best trials by validation, their class probabilities averaged; cv: "
+                              "the fold models of its cross-validation's winner (analyze --cv) [1]")
     predict.set_defaults(handler=command_predict)
     export = commands.add_parser(
         "export", help="export a trained model (TorchScript or ONNX) with its model card",
@@ -332,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=["torchscript", "onnx"],
                         help="torchscript (plain torch loads it), or onnx (needs pip install 'visiontune[export]')")
     export.add_argument("--out", required=True, metavar="DIR", help="folder to write (new)")
-    export.add_argument("--ensemble", type=int, default=1, metavar="K", help="a search's K best trials as one graph [1]")
+    export.add_argument("--ensemble", type=ensemble_choice, default=1, metavar="K|cv",
+                        help="a search's K best trials as one graph; cv: its cross-validation's fold ensemble [1]")
     export.set_defaults(handler=command_export)
     add_reproduce_parser(commands)
 

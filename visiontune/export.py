@@ -26,7 +26,7 @@ from visiontune import record, runs
 from visiontune.config import config_from_dict
 from visiontune.data.card import DatasetCard
 from visiontune.errors import ConfigError, VisiontuneError
-from visiontune.predict import MODEL_CARD, Ensemble, Predictor, load_members
+from visiontune.predict import CV_ENSEMBLE, MODEL_CARD, Ensemble, Predictor, load_members
 
 FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
 CARD_VERSION = 1
@@ -40,8 +40,16 @@ def _require_onnx() -> None:
                           f"({' and '.join(missing)} not installed)")
 
 
-def _figures(folder: Path, members: int) -> dict[str, Any]:
+def _figures(folder: Path, members: int, ensemble: int | str = 1) -> dict[str, Any]:
     """Validation and test figures of the exported members, as the run recorded them."""
+    if ensemble == CV_ENSEMBLE:
+        summary = json.loads((folder / record.CV_DIR / record.CV_FILE).read_text())
+        winner = summary["ranking"][0]
+        return {"selection": summary["selection"], "folds": summary["folds"], "images": summary["images"],
+                "members": winner["members"],
+                "out_of_fold": {k: v for k, v in winner.items() if k.startswith("oof/")},
+                "fold_mean": winner["fold_mean"], "fold_std": winner["fold_std"],
+                "validation_one_split": winner["val_one_split"], "test": winner.get("ensemble_test", {})}
     if (folder / record.SEARCH_FILE).is_file():
         search = json.loads((folder / record.SEARCH_FILE).read_text())
         tested = json.loads((folder / record.TEST_FILE).read_text())["trials"] if (folder / record.TEST_FILE).is_file() else {}
@@ -54,7 +62,7 @@ def _figures(folder: Path, members: int) -> dict[str, Any]:
             "members": [{key: value for key, value in result.items() if key.startswith(("test/", "best_"))}]}
 
 
-def model_card(folder: Path, card: DatasetCard, configs: list, fmt: str) -> dict[str, Any]:
+def model_card(folder: Path, card: DatasetCard, configs: list, fmt: str, ensemble: int | str = 1) -> dict[str, Any]:
     """The contents of ``model.json``."""
     height, width = card.image_size
     return {
@@ -73,14 +81,14 @@ def model_card(folder: Path, card: DatasetCard, configs: list, fmt: str) -> dict
                           "masks": "arg-max over classes, resized back to the image's size by nearest neighbour"},
         "members": len(configs),
         "configs": [config.to_dict(compact=True) for config in configs],
-        "figures": _figures(folder, len(configs)),
+        "figures": _figures(folder, len(configs), ensemble),
         "data": card.to_dict(),
         "source": str(folder.resolve()),
         "versions": runs.versions(),
     }
 
 
-def export_model(run: str | os.PathLike, fmt: str, out: str | os.PathLike, ensemble: int = 1) -> Path:
+def export_model(run: str | os.PathLike, fmt: str, out: str | os.PathLike, ensemble: int | str = 1) -> Path:
     """Write the network of ``run`` (a train run, or a search's ``ensemble`` best trials) in ``fmt``
     and its model card into the new folder ``out``; nothing is left behind on a failure."""
     if fmt not in FORMATS:
@@ -113,7 +121,7 @@ def export_model(run: str | os.PathLike, fmt: str, out: str | os.PathLike, ensem
                 torch.onnx.export(network, (example,), str(staging / FORMATS[fmt]), dynamo=False,
                                   input_names=["images"], output_names=["probabilities"], opset_version=ONNX_OPSET,
                                   dynamic_axes={"images": {0: "batch"}, "probabilities": {0: "batch"}})
-        (staging / MODEL_CARD).write_text(json.dumps(model_card(folder, card, configs, fmt), indent=2) + "\n")
+        (staging / MODEL_CARD).write_text(json.dumps(model_card(folder, card, configs, fmt, ensemble), indent=2) + "\n")
         if out.exists():
             out.rmdir()
         os.replace(staging, out)

@@ -34,6 +34,7 @@ from visiontune.models.layers import fold_batchnorm
 PREDICTIONS_CSV, AREAS_CSV, ERRORS_CSV, MASKS_DIR = "predictions.csv", "areas.csv", "errors.csv", "masks"
 MODEL_CARD = "model.json"  # an exported model's card (visiontune.export)
 SCORES_FILE, OVERLAYS_DIR = "scores.json", "overlays"
+CV_ENSEMBLE = "cv"  # --ensemble cv: the fold models of the cross-validation's winner (analysis.crossval)
 
 
 class Ensemble(nn.Module):
@@ -134,7 +135,7 @@ def _read_json(path: Path, what: str) -> Any:
         raise VisiontuneError(f"{path}: cannot read {what} ({error})") from None
 
 
-def _best_checkpoint(trial_folder: Path, metric: str, best_epoch: int) -> Path | None:
+def best_checkpoint_file(trial_folder: Path, metric: str, best_epoch: int) -> Path | None:
     """The kept checkpoint with the best validation ``metric`` (the one the search evaluated on
     test): Ray keeps the best by the metric and the latest, and where two epochs tie it may keep
     the later, so the best epoch's own checkpoint is preferred and a tied one taken otherwise."""
@@ -172,7 +173,7 @@ def _ranked_trial_states(folder: Path, metric: str, count: int) -> list[tuple[di
     configs = {t["trial_id"]: t["config"] for t in _read_json(folder / record.TRIALS_JSON, "the trial summaries")}
     states = []
     for row in ranked[:count]:
-        checkpoint = _best_checkpoint(folder / row["path"], metric, int(float(row["best_epoch"])))
+        checkpoint = best_checkpoint_file(folder / row["path"], metric, int(float(row["best_epoch"])))
         if checkpoint is None:
             raise VisiontuneError(f"{folder / row['path']}: no checkpoint of trial {row['trial_id']}'s best epoch "
                                   "(deleted as outside the top-k, or the search is still running)")
@@ -180,8 +181,17 @@ def _ranked_trial_states(folder: Path, metric: str, count: int) -> list[tuple[di
     return states
 
 
-def _run_members(folder: Path, ensemble: int) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Any]]]:
-    """(card as recorded, [(config, weights)]) of a train run folder or a search's top trials."""
+def _run_members(folder: Path, ensemble: int | str) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Any]]]:
+    """(card as recorded, [(config, weights)]) of a train run folder, a search's top trials, or
+    (``ensemble="cv"``) the fold models of the winner of its latest cross-validation."""
+    if ensemble == CV_ENSEMBLE:
+        if not (folder / record.SEARCH_FILE).is_file():
+            raise VisiontuneError(f"{folder}: --ensemble cv needs a search run folder that analyze --cv has "
+                                  "cross-validated")
+        from visiontune.analysis.crossval import cv_members
+
+        search = _read_json(folder / record.SEARCH_FILE, "the search's record")
+        return (search.get("data") or {}).get("card"), cv_members(folder)[1]
     if (folder / record.SEARCH_FILE).is_file():
         search = _read_json(folder / record.SEARCH_FILE, "the search's record")
         return (search.get("data") or {}).get("card"), _ranked_trial_states(folder, search["metric"], ensemble)
@@ -195,14 +205,14 @@ def _run_members(folder: Path, ensemble: int) -> tuple[dict[str, Any], list[tupl
                           f"run) nor {MODEL_CARD} (an exported model)")
 
 
-def load_members(path: str | os.PathLike, ensemble: int = 1) -> tuple[DatasetCard, list[TrainConfig], list[nn.Module]]:
+def load_members(path: str | os.PathLike, ensemble: int | str = 1) -> tuple[DatasetCard, list[TrainConfig], list[nn.Module]]:
     """The card, configurations and models (eval mode, on the CPU) of a train run or a search's
     ``ensemble`` best trials."""
     folder = Path(path)
     if not folder.is_dir():
         raise VisiontuneError(f"{folder}: not a run folder (a train or search run's, or an exported model's)")
-    if ensemble < 1:
-        raise VisiontuneError(f"--ensemble must be at least 1, not {ensemble}")
+    if ensemble != CV_ENSEMBLE and (not isinstance(ensemble, int) or ensemble < 1):
+        raise VisiontuneError(f"--ensemble must be a number of trials (at least 1) or 'cv', not {ensemble}")
     card_data, states = _run_members(folder, ensemble)
     if not card_data:
         raise VisiontuneError(f"{folder}: no data-set card recorded (a run from before visiontune recorded one)")
@@ -217,9 +227,10 @@ def load_members(path: str | os.PathLike, ensemble: int = 1) -> tuple[DatasetCar
     return card, configs, models
 
 
-def load_model(path: str | os.PathLike, device: str = "auto", ensemble: int = 1) -> Predictor:
+def load_model(path: str | os.PathLike, device: str = "auto", ensemble: int | str = 1) -> Predictor:
     """The model of a ``train`` run folder, of a search's best trial by validation (``ensemble``:
-    the mean of its best K), or of a folder ``visiontune export`` wrote."""
+    the mean of its best K; ``"cv"``: the fold models of its cross-validation's winner), or of a
+    folder ``visiontune export`` wrote."""
     folder = Path(path)
     target = resolve_device(device)
     if (folder / MODEL_CARD).is_file():

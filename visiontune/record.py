@@ -34,6 +34,10 @@ REPORT_FILE = "report.html"
 BEST_CONFIG_FILE = "best_config.json"
 RESEED_DIR = "reseed"  # `analyze --reseed`: its retrains are a search of their own in here
 RESEED_TABLE = "reseed"  # stem of reseed.csv / .md / .html in the analysis folder
+CV_DIR = "cv"  # `analyze --cv`: its fold trainings (and the refit) are searches of their own in here
+CV_FILE = "cv.json"  # RUN/cv/cv.json: the latest cross-validation (ranking, fold members, test)
+CV_TABLE = "cv"  # stem of cv.csv / .md / .html in the analysis folder
+CV_FOLD = "cv_fold"  # a fold trial's config key: the fold it validates on (data.folds)
 # ... and by Ray Tune, one folder per trial:
 TRIAL_PREFIX = "trial_"  # trial folders are trial_<trial id> (search.tuner names them)
 RESULT_FILE = "result.json"  # Ray: every report of a trial, one JSON object per line (also train's result)

@@ -100,12 +100,15 @@ def _figures(run: RunRecord, metric: str, top_trials, parameters: list[str], out
 
 def analyze_run(folder: str | Path, out: str | Path | None = None, top: int = 3, metric: str | None = None,
                 reseed: int = 0, data_dir: str | None = None, resources: dict | None = None,
-                progress: Callable[[str], None] = print) -> Path:
+                progress: Callable[[str], None] = print, cv: int = 0, cv_epochs: int | None = None,
+                refit: bool = False) -> Path:
     """Write the ranked table, figures and HTML report of one search; returns the report's path.
 
     ``reseed`` retrains the top configurations with that many further seeds, as trials of the
     search service on the search's trial resources, or on ``resources`` (``TrialResources``
-    fields, e.g. ``{"gpus_per_trial": 0.25}``).
+    fields, e.g. ``{"gpus_per_trial": 0.25}``). ``cv`` cross-validates the top configurations on
+    that many folds (``analysis.crossval``; ``cv_epochs`` each, default the search's; ``refit``
+    the winner on all train+validation), on the same resources.
     """
     run = load_run(folder)
     metric = metric or run.metric
@@ -167,6 +170,28 @@ def analyze_run(folder: str | Path, out: str | Path | None = None, top: int = 3,
         sections.append((f"Robust ranking: the top {len(top_trials)} with {reseed} further seeds",
                          tables.to_html(robust) + "<p class='muted'>Ranked by mean best validation metric; "
                                                   "test mean and standard deviation over the same runs.</p>"))
+    if cv:
+        from visiontune.analysis.crossval import cross_validate
+
+        if metric != run.metric:
+            raise VisiontuneError(f"--cv ranks by the search's own metric ({run.metric}); leave out --metric {metric}")
+        folds_table, summary = cross_validate(run, folds=cv, top=top, epochs=cv_epochs, refit=refit,
+                                              data_dir=data_dir, resources=resources, progress=progress)
+        tables.write_tables(folds_table, out, stem=record.CV_TABLE)
+        progress(f"cross-validation ({cv} folds, {summary['images']} train+validation images), ranked by the "
+                 f"out-of-fold metric:\n{tables.to_terminal(folds_table, len(folds_table))}")
+        test_metric = run.card.task_kind.test_metric
+        figures.append(Figure(plots.save(plots.cv_estimates(folds_table, metric, test_metric), out / "cv.png"),
+                              f"Each cross-validated configuration's estimates of its own quality: the one "
+                              f"validation split the search ranked by, the out-of-fold {metric.split('/', 1)[1]} "
+                              f"over all {summary['images']} train+validation images (with the folds' mean ± std), "
+                              f"and the test score of its {cv}-model fold ensemble, which ranks nothing."))
+        sections.append((f"Cross-validation: the top {len(folds_table)} on {cv} folds",
+                         tables.to_html(folds_table)
+                         + f"<p class='muted'>{summary['selection']}. Optimism: an estimate minus the fold "
+                           f"ensemble's test score. Fold sizes {summary['fold_sizes']}; fold trainings in "
+                           f"{summary['fold_search']}; predict or export the winner's fold ensemble with "
+                           f"--ensemble cv.</p>"))
     sections.append(("Figures", ""))
     if top_trials:
         best = top_trials[0]

@@ -296,3 +296,27 @@ def pareto(points: list[tuple[str, float, int]], front: set[str], metric: str) -
     axes.legend()
     figure.tight_layout()
     return figure
+
+
+def cv_estimates(frame: pd.DataFrame, metric: str, test_metric: str) -> Figure:
+    """Per cross-validated configuration (ranked by the out-of-fold metric): its one-split
+    validation score, its out-of-fold score with the folds' mean ± std, and its fold ensemble's
+    test score, on one axis, so that each estimate's distance from test shows."""
+    name = metric.split("/", 1)[1]
+    figure = Figure(figsize=(9, 4.5))
+    axes = figure.subplots()
+    positions = np.arange(len(frame))
+    axes.scatter(positions - 0.15, frame[f"{metric} (one split)"], marker="o", s=50, color=PALETTE[1],
+                 label=f"{metric}, one validation split", zorder=3)
+    axes.errorbar(positions, frame["folds mean"], yerr=frame["folds std"], fmt="none", ecolor=PALETTE[0], alpha=0.5,
+                  capsize=4, label="fold mean ± std")
+    axes.scatter(positions, frame[f"oof/{name}"], marker="D", s=50, color=PALETTE[0],
+                 label=f"out-of-fold {name}, all train+validation images", zorder=3)
+    axes.scatter(positions + 0.15, frame[f"{test_metric} (fold ensemble)"], marker="s", s=50, color=PALETTE[2],
+                 label=f"{test_metric} of the fold ensemble (not used to rank)", zorder=3)
+    axes.set_xticks(positions, [f"#{rank} {trial}" for rank, trial in zip(frame["rank"], frame["trial"])], fontsize=8)
+    axes.set(ylabel=name, title="cross-validation: each estimate against test")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="best")
+    figure.tight_layout()
+    return figure

@@ -15,8 +15,6 @@ depend on how many run at once.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import statistics
 from typing import Any, Callable
 
@@ -24,9 +22,7 @@ import pandas as pd
 
 from visiontune import record
 from visiontune.analysis.load import RunRecord, load_run
-from visiontune.config import TrainConfig
-from visiontune.data.options import DataOptions
-from visiontune.options import known_values
+from visiontune.analysis.retrain import complete_rows, row_key, run_rows
 from visiontune.record import TrialRecord
 
 
@@ -37,52 +33,18 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(clean), statistics.stdev(clean) if len(clean) > 1 else 0.0
 
 
-def _row_key(config: dict[str, Any]) -> str:
-    """A configuration without the settings the search adds itself, as a comparable string."""
-    return json.dumps({k: v for k, v in config.items() if k not in record.IGNORED_KEYS}, sort_keys=True)
-
-
-def _complete_rows(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Give every row the same settings (a grid's rows must): a setting one configuration leaves
-    out takes its default, which is what that configuration trained with."""
-    defaults = {spec.name: spec.default for spec in dataclasses.fields(TrainConfig)}
-    keys = [key for config in configs for key in config]
-    keys = list(dict.fromkeys(key for key in keys if key not in record.IGNORED_KEYS))
-    return [{key: config.get(key, defaults[key]) for key in keys} for config in configs]
-
-
 def _retrain(run: RunRecord, rows: list[dict[str, Any]], epochs: int, name: str, data_dir: str | None,
              resources: dict[str, Any], progress: Callable[[str], None]) -> dict[str, dict[str, float]]:
     """Run the rows as a grid search of the service; {row key: {"val", "test", "epoch"}}."""
-    from visiontune.search import SearchOptions, TrialResources, run_search
-    from visiontune.storage import RunStore
-
-    storage = run.folder / record.RESEED_DIR
-    storage.mkdir(exist_ok=True)
-    space = storage / f"{name}.space.json"
-    space.write_text(json.dumps({"description": f"the top {name} retrains of {run.name}", "params": {},
-                                 "rows": rows}, indent=2) + "\n")
-    recorded = run.options
-    data = known_values(DataOptions, recorded)
-    data.update(download=False, **({"data_dir": data_dir} if data_dir else {}))
-    where = {**known_values(TrialResources, recorded), "address": None, **resources}
-    options = SearchOptions(task=run.task, space=str(space), searcher="grid", scheduler="none", max_epochs=epochs,
-                            top_k=len(rows), report=False, storage=str(storage), name=name, **data, **where)
-    folder = storage / name
-    if not (folder / record.TEST_FILE).is_file():
-        resume = RunStore(str(storage), name).exists()
-        progress(f"reseeding: {len(rows)} runs of {epochs} epochs as trials of the search service -> {folder}")
-        run_search(options, resume=resume, progress=lambda line: progress(f"  {line}"))
-    else:
-        progress(f"reseeding: already done in {folder}; reading it")
+    folder = run_rows(run, rows, epochs, record.RESEED_DIR, name, "reseeding", data_dir, resources, progress)
     retrained = load_run(folder)
     kind = run.card.task_kind
     outcomes = {}
     for trial in retrained.trials:
         value, epoch = trial.best(kind.val_metric)
         tested = retrained.test.get(trial.trial_id) or {}
-        outcomes[_row_key(trial.config)] = {"val": float("nan") if value is None else value, "epoch": epoch,
-                                            "test": float(tested.get(kind.test_metric, float("nan")))}
+        outcomes[row_key(trial.config)] = {"val": float("nan") if value is None else value, "epoch": epoch,
+                                           "test": float(tested.get(kind.test_metric, float("nan")))}
     return outcomes
 
 
@@ -107,9 +69,9 @@ def reseed_top(run: RunRecord, ranked: list[TrialRecord], seeds: int, data_dir: 
                     if recorded and best_value is not None else [])
         plans.append((trial, base, range(first_seed + 1, first_seed + 1 + seeds), searched))
     configs = [{**base, "seed": seed} for _, base, new_seeds, _ in plans for seed in new_seeds]
-    rows = _complete_rows(configs)
+    rows = complete_rows(configs)
     outcomes = _retrain(run, rows, epochs, f"top{len(ranked)}-seeds{seeds}", data_dir, resources or {}, progress)
-    results = iter(outcomes[_row_key(row)] for row in rows)
+    results = iter(outcomes[row_key(row)] for row in rows)
     table = []
     for trial, _, new_seeds, searched in plans:
         runs_of_trial = searched + [(str(seed), next(results)) for seed in new_seeds]

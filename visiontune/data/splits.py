@@ -45,6 +45,9 @@ class DataSplits:
     split_seed: int
     source: str  # human-readable origin: a folder, a zip, "synthetic", ...
     card: "DatasetCard"  # what the data set is: the task as every later step sees it
+    # Cross-validation (data.folds): the fold of each train image, where train pools train and
+    # validation; a trial whose config names a fold trains and validates on that fold's splits.
+    folds: torch.Tensor | None = None
 
     def sizes(self) -> dict[str, int]:
         """Number of samples per split."""
@@ -52,7 +55,11 @@ class DataSplits:
 
     def describe(self) -> dict:
         """What a run records about its data (``data.json``): source, split sizes and seed, the card."""
-        return {"source": self.source, "split_seed": self.split_seed, "sizes": self.sizes(), "card": self.card.to_dict()}
+        described = {"source": self.source, "split_seed": self.split_seed, "sizes": self.sizes(),
+                     "card": self.card.to_dict()}
+        if self.folds is not None:
+            described["folds"] = int(self.folds.max()) + 1
+        return described
 
 
 def split_train_val(full: ImageSet, val_size: int, seed: int) -> tuple[ImageSet, ImageSet]:

@@ -62,6 +62,10 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
     options, store = _run_folder(options, resume)
     check_numbers(options)  # what needs no data, before loading it
     splits = options.load_splits(options.task)
+    if options.cv_folds:  # a fold search: train+validation pooled and dealt into folds; no test images
+        from visiontune.data.folds import pooled_for_cv
+
+        splits = pooled_for_cv(splits, options.cv_folds, options.split_seed)
     plan = check_options(options, splits.card)  # everything checked before Ray starts or a file is written
     with ray_session(options.address, progress):
         from visiontune.search import finish, tuner

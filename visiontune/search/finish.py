@@ -114,7 +114,9 @@ def finish_search(result_grid, options: SearchOptions, plan: SearchPlan, splits:
     trials = [record.trial_from_result(r, store.root, options.max_epochs, plan.deadline) for r in results]
     ranked = record.rank(trials, metric)
     by_id = {trial.trial_id: result for trial, result in zip(trials, results)}
-    test, predictions = evaluate_top_k(by_id, ranked, metric, splits, options.top_k, progress)
+    # A fold search (analyze --cv) has no test images: its caller ranks by out-of-fold figures first.
+    tested = 0 if splits.folds is not None else options.top_k
+    test, predictions = evaluate_top_k(by_id, ranked, metric, splits, tested, progress)
     table = record.ranked_table(trials, metric, test)
     store.write_text(record.TRIALS_CSV, table.to_csv(index=False))
     store.write_text(record.TRIALS_JSON, json.dumps([t.summary(metric) for t, _, _ in ranked], indent=2, default=str))

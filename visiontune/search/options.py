@@ -103,6 +103,9 @@ class SearchOptions(TrialResources, DataOptions):
     storage: str = option("runs", "where run folders go: a folder or s3://...", metavar="DIR|URI", group=WHERE)
     optuna_storage: str | None = option(None, "keep the Optuna study in this database, e.g. sqlite:///study.db",
                                         metavar="URL", group=WHERE)
+    # Set by `analyze --cv` for its fold trainings: trials train on K folds of train+validation
+    # (config key record.CV_FOLD), the test split is not loaded into them and not evaluated.
+    cv_folds: int = option(0, "cross-validation folds of a fold search", cli=False)
 
 
 # Options that --resume takes from the command line; everything else comes from search.json.

@@ -20,8 +20,8 @@ from visiontune.config import config_from_dict
 from visiontune.data.splits import DataSplits
 from visiontune.engine import Trainer
 from visiontune.fit import BestSoFar, EpochEnd, fit_epochs
-from visiontune.record import (BEST_EPOCH, BUDGET_END, DIVERGED, EPOCH, EPOCH_TIME, NODE_ID, PARAMS, PRECISION,
-                               STATE_FILE, Status, best_name)
+from visiontune.record import (BEST_EPOCH, BUDGET_END, CV_FOLD, DIVERGED, EPOCH, EPOCH_TIME, NODE_ID, PARAMS,
+                               PRECISION, STATE_FILE, Status, best_name)
 
 
 def _assigned_device_and_threads() -> tuple[str, int | None, str]:
@@ -57,7 +57,15 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
         tune.report({metric: 0.0, best_name(metric): 0.0, EPOCH: 0, BEST_EPOCH: 0, DIVERGED: False})
         return
 
-    settings = config_from_dict(dict(config), "trial config")
+    config = dict(config)
+    fold = config.pop(CV_FOLD, None)
+    if data.folds is not None:  # a fold trial of analyze --cv: train and validate on its fold's splits
+        from visiontune.data.folds import fold_splits
+
+        if fold is None:
+            raise ValueError(f"a fold search's trial needs the {CV_FOLD} setting")
+        data = fold_splits(data, int(fold))
+    settings = config_from_dict(config, "trial config")
     device, threads, node_id = _assigned_device_and_threads()
     trainer = Trainer(settings, data, device=device, threads=threads)
     metric = metric or trainer.kind.val_metric
