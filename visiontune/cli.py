@@ -42,7 +42,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     """One option per :class:`TrainConfig` field, help text from the field's comment."""
     from visiontune.config import TrainConfig
 
-    add_options(parser, TrainConfig, exclude=("task",),
+    add_options(parser, TrainConfig, exclude=("task", "cv_fold"),
                 group="training configuration (defaults in brackets; see also --config)")
 
 
@@ -58,7 +58,7 @@ def config_from_args(task: str, args: argparse.Namespace):
         if values.get("task", task) != task:
             raise VisiontuneError(f"{args.config}: is a config for task {values['task']!r}, not {task!r}")
     values["task"] = task
-    values.update(given_options(TrainConfig, args, exclude=("task",)))
+    values.update(given_options(TrainConfig, args, exclude=("task", "cv_fold")))
     return config_from_dict(values, where)
 
 

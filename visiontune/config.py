@@ -79,6 +79,8 @@ class TrainConfig:
                                    "(CUDA GPUs, CPUs with bf16 units)")
     cuda_graphs: bool = _knob(False, "on CUDA, capture the training step as a CUDA graph and replay it for each "
                                      "full batch (small models are launch-bound); no effect on a CPU")
+    # --- set by analyze --cv for its fold trials (data.folds), not by hand: which fold validates --------
+    cv_fold: int | None = _knob(None, "cross-validation: the fold this trial validates on (K: the refit on all)")
 
     def model_name(self, kind: str) -> str:
         """The model family, the default of the task's ``kind`` when unset."""

@@ -147,12 +147,15 @@ def cross_validate(run: RunRecord, folds: int = DEFAULT_FOLDS, top: int = 3, epo
     pooled = pooled_for_cv(splits, folds, int(run.options.get("split_seed") or 0))
     test = splits.test  # read below, after the ranking is written
     card = splits.card
-    by_key = {row_key(c.config): c for c in candidates}
+    # A candidate is known by its completed grid row (every row sets the same keys), fold aside.
+    by_key = {}
+    for index, candidate in enumerate(candidates):
+        candidate.config = {k: v for k, v in rows[index * folds].items() if k != record.CV_FOLD}
+        by_key[row_key(rows[index * folds], leave_out=(record.CV_FOLD,))] = candidate
     assignment = pooled.folds
     for trial in fold_run.trials:
-        config = dict(trial.config)
-        fold = int(config.pop(record.CV_FOLD))
-        candidate = by_key[row_key(config)]
+        fold = int(trial.config[record.CV_FOLD])
+        candidate = by_key[row_key(trial.config, leave_out=(record.CV_FOLD,))]
         weights, best_epoch = _fold_weights(fold_run, trial, metric)
         candidate.members.append({"fold": fold, "trial_id": trial.trial_id,
                                   "path": str((fold_run.folder / trial.path).relative_to(run.folder)),

@@ -57,15 +57,13 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
         tune.report({metric: 0.0, best_name(metric): 0.0, EPOCH: 0, BEST_EPOCH: 0, DIVERGED: False})
         return
 
-    config = dict(config)
-    fold = config.pop(CV_FOLD, None)
+    settings = config_from_dict(dict(config), "trial config")
     if data.folds is not None:  # a fold trial of analyze --cv: train and validate on its fold's splits
         from visiontune.data.folds import fold_splits
 
-        if fold is None:
+        if settings.cv_fold is None:
             raise ValueError(f"a fold search's trial needs the {CV_FOLD} setting")
-        data = fold_splits(data, int(fold))
-    settings = config_from_dict(config, "trial config")
+        data = fold_splits(data, settings.cv_fold)
     device, threads, node_id = _assigned_device_and_threads()
     trainer = Trainer(settings, data, device=device, threads=threads)
     metric = metric or trainer.kind.val_metric
