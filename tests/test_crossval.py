@@ -247,3 +247,13 @@ def test_an_interrupted_cross_validation_resumes_where_it_stopped(ray_address, t
     ranking = json.loads((run / "cv" / "cv.json").read_text())["ranking"]
     assert {"oof/dice/square", "oof/dice/disc", "oof/dice_pooled"} <= set(ranking[0])
     assert "test/dice/square" in ranking[0]["ensemble_test"]
+
+
+def test_search_cv_chains_the_search_and_its_cross_validation(ray_address, tmp_path, capsys):
+    storage = tmp_path / "runs"
+    assert main(["search", "mnist", "--synthetic", "--space", "mnist-cnn", "--trials", "2", "--max-epochs", "1",
+                 "--top-k", "2", "--cv", "2", "--set", "precision=fp32", "--storage", str(storage),
+                 "--name", "chained", "--no-report"]) == 0
+    assert "ranked by the out-of-fold metric" in capsys.readouterr().out
+    table = pd.read_csv(storage / "chained" / "analysis" / "cv.csv")
+    assert len(table) == 2 and (storage / "chained" / "cv" / "top2-folds2-epochs1" / "trials.csv").is_file()

@@ -2,7 +2,8 @@
 
 Reads only a run folder (``load.py``); ``tables.py`` ranks the trials, ``plots.py`` draws the
 figures, ``importance.py`` scores the parameters, ``reseed.py`` re-runs the top configurations
-with more seeds, ``report.py`` assembles the self-contained HTML page.
+with more seeds and ``crossval.py`` on K folds (both through ``retrain.py``), ``report.py``
+assembles the self-contained HTML page.
 """
 
 from __future__ import annotations

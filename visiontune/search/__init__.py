@@ -1,7 +1,7 @@
 """The search service (``visiontune search``): Optuna proposes, ASHA stops, Ray Tune runs.
 
 Anything that trains many configurations goes through :func:`run_search` (a search, the retrains
-of ``analyze --reseed``, the report's studies), so GPU fractions, clusters, retries, resume and
+of ``analyze --reseed``, the fold trainings of ``analyze --cv``, the report's studies), so GPU fractions, clusters, retries, resume and
 bounded disk apply to all of them. Its modules, one concern each:
 
 - ``options``: :class:`SearchOptions` (the CLI is generated from it) and the checks that make a
