@@ -257,3 +257,14 @@ def test_search_cv_chains_the_search_and_its_cross_validation(ray_address, tmp_p
     assert "ranked by the out-of-fold metric" in capsys.readouterr().out
     table = pd.read_csv(storage / "chained" / "analysis" / "cv.csv")
     assert len(table) == 2 and (storage / "chained" / "cv" / "top2-folds2-epochs1" / "trials.csv").is_file()
+
+
+def test_cv_without_a_number_means_five_folds(digits_search, monkeypatch):
+    import visiontune.analysis as analysis
+
+    asked = {}
+    monkeypatch.setattr(analysis, "analyze_run", lambda folder, **kwargs: asked.update(kwargs) or "report.html")
+    assert main(["analyze", str(digits_search), "--cv"]) == 0
+    assert asked["cv"] == crossval.DEFAULT_FOLDS == 5 and asked["top"] == 3
+    assert main(["analyze", str(digits_search), "--cv", "4", "--quick"]) == 0
+    assert (asked["cv"], asked["top"], asked["cv_epochs"]) == (4, crossval.QUICK_TOP, 1)  # 2 epochs // 3, at least 1

@@ -101,6 +101,20 @@ def command_data(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_FOLDS_GIVEN = "default"  # --cv without K: crossval.DEFAULT_FOLDS, resolved when the command runs
+
+
+def _folds(cv: int | str | None) -> int:
+    """The number of folds ``--cv`` asks for (0: none)."""
+    if cv == DEFAULT_FOLDS_GIVEN:
+        from visiontune.analysis.crossval import DEFAULT_FOLDS
+
+        return DEFAULT_FOLDS
+    if cv is not None and cv != 0 and cv < 2:
+        raise VisiontuneError(f"--cv needs at least 2 folds, not {cv}")
+    return cv or 0
+
+
 def ensemble_choice(text: str) -> int | str:
     """``--ensemble``: a number of trials, or ``cv`` (the cross-validation's fold models)."""
     if text == "cv":
@@ -178,24 +192,24 @@ def command_search(args: argparse.Namespace) -> int:
         card = options.load_splits(options.task).card
         print("\n".join(describe_space(resolve_space(card, options.space))))
         return 0
-    if args.cv is not None and args.cv < 2:
-        raise VisiontuneError(f"--cv needs at least 2 folds, not {args.cv}")
+    _folds(args.cv)  # checked before the search starts
     return _cross_validate_after_search(args, run_search(options))
 
 
 def _cross_validate_after_search(args: argparse.Namespace, summary: dict) -> int:
     """``search --cv K``: the finished search's top-k cross-validated on K folds, on its resources."""
-    if not args.cv:
+    folds = _folds(args.cv)
+    if not folds:
         return 0
     from visiontune.analysis import analyze_run
 
     folder = Path(summary["location"])
     if "://" in summary["location"] or not folder.is_dir():
         raise VisiontuneError(f"--cv needs the run folder on this machine; fetch {summary['location']} and run "
-                              f"visiontune analyze on it with --cv {args.cv}")
+                              f"visiontune analyze on it with --cv {folds}")
     from visiontune.analysis.load import load_run
 
-    report = analyze_run(folder, top=int(load_run(folder).options.get("top_k") or 3), cv=args.cv)
+    report = analyze_run(folder, top=int(load_run(folder).options.get("top_k") or 3), cv=folds)
     print(f"report: {report}")
     return 0
 
@@ -212,8 +226,9 @@ def add_search_parser(commands) -> None:
     search.add_argument("--show-space", action="store_true",
                         help="print the space this search would run, fitted to the data set, and exit")
     search.add_argument("--resume", action="store_true", help="continue the search --name after an interruption")
-    search.add_argument("--cv", type=int, metavar="K", help="when the search ends, cross-validate its --top-k on K "
-                                                           "folds (as analyze RUN --cv K)")
+    search.add_argument("--cv", type=int, nargs="?", const=DEFAULT_FOLDS_GIVEN, metavar="K",
+                        help="when the search ends, cross-validate its --top-k on K folds (five when left out), as "
+                             "analyze RUN --cv K")
     from visiontune.search.options import SearchOptions
 
     add_options(search, SearchOptions, exclude=("task",))
@@ -234,13 +249,12 @@ def command_analyze(args: argparse.Namespace) -> int:
         from visiontune.analysis.crossval import QUICK_EPOCH_SHARE, QUICK_TOP
 
         resources = given_options(TrialResources, args)
-        if resources and not (args.reseed or args.cv):
+        folds = _folds(args.cv)
+        if resources and not (args.reseed or folds):
             raise VisiontuneError("--cpus-per-trial, --gpus-per-trial and the other trial options apply to --reseed "
                                   "and --cv")
-        if (args.refit or args.quick or args.cv_epochs) and not args.cv:
+        if (args.refit or args.quick or args.cv_epochs) and not folds:
             raise VisiontuneError("--refit, --quick and --cv-epochs apply to --cv")
-        if args.cv and args.cv < 2:
-            raise VisiontuneError(f"--cv needs at least 2 folds, not {args.cv}")
         top = args.top or (QUICK_TOP if args.quick else 3)
         cv_epochs = args.cv_epochs
         if args.quick and not cv_epochs:
@@ -248,7 +262,7 @@ def command_analyze(args: argparse.Namespace) -> int:
 
             cv_epochs = max(1, load_run(args.runs[0]).max_epochs // QUICK_EPOCH_SHARE)
         report = analyze_run(args.runs[0], out=args.out, top=top, metric=args.metric, reseed=args.reseed,
-                             data_dir=args.data_dir, resources=resources, cv=args.cv, cv_epochs=cv_epochs,
+                             data_dir=args.data_dir, resources=resources, cv=folds, cv_epochs=cv_epochs,
                              refit=args.refit)
     print(f"report: {report}")
     return 0
@@ -268,9 +282,10 @@ def add_analyze_parser(commands) -> None:
     analyze.add_argument("--out", metavar="DIR", help="where to write (default RUN/analysis)")
     analyze.add_argument("--reseed", type=int, default=0, metavar="N",
                          help="retrain the top-K configurations with N further seeds and rank them by the mean")
-    analyze.add_argument("--cv", type=int, default=0, metavar="K",
-                         help="cross-validate the top configurations on K folds of train+validation (5 is nnU-Net's), "
-                              "rank them by the out-of-fold metric, and evaluate each one's fold ensemble once on test")
+    analyze.add_argument("--cv", type=int, nargs="?", const=DEFAULT_FOLDS_GIVEN, default=0, metavar="K",
+                         help="cross-validate the top configurations on K folds of train+validation (nnU-Net's protocol "
+                              "and its five folds when K is left out), rank them by the out-of-fold metric, and "
+                              "evaluate each one's fold ensemble once on test")
     analyze.add_argument("--refit", action="store_true", help="--cv: also train the winner on all train+validation for "
                                                               "the median of its folds' best epochs; test it beside "
                                                               "the ensemble")

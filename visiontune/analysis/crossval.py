@@ -36,7 +36,7 @@ from visiontune.analysis.retrain import complete_rows, row_key, run_rows
 from visiontune.data.splits import DataSplits
 from visiontune.errors import VisiontuneError
 
-DEFAULT_FOLDS = 5
+DEFAULT_FOLDS = 5  # nnU-Net's; `--cv` without a number
 QUICK_TOP = 2  # --quick: the top 2 configurations ...
 QUICK_EPOCH_SHARE = 3  # ... for a third of the search's epochs
 

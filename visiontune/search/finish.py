@@ -133,7 +133,7 @@ def finish_search(result_grid, options: SearchOptions, plan: SearchPlan, splits:
     counts: dict[str, int] = {}
     for trial in trials:
         counts[trial.status] = counts.get(trial.status, 0) + 1
-    _print_ranking(table, metric, options.top_k, counts, store.location, disk, progress)
+    _print_ranking(table, metric, tested, counts, store.location, disk, progress)
     return {"name": options.name, "location": store.location, "trials": len(trials), "status": counts,
             "metric": metric, "top": test, "pareto": [point["trial_id"] for point in front], "disk": disk}
 
@@ -144,8 +144,8 @@ def _print_ranking(table, metric: str, top_k: int, counts: dict[str, int], locat
 
     shown = table.drop(columns=[c for c in (*record.PLACEMENT_COLUMNS, record.PARAMS) if c in table])
     progress(f"\n{sum(counts.values())} trials: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-    progress(f"top trials by {metric} (validation; test metrics once, for the top {top_k}):\n"
-             f"{to_terminal(shown, max(top_k, 5))}")
+    looked = f"test metrics once, for the top {top_k}" if top_k else "no test images: a fold search"
+    progress(f"top trials by {metric} (validation; {looked}):\n{to_terminal(shown, max(top_k, 5))}")
     progress(f"run folder: {location} ({disk['bytes'] / 1e6:.1f} MB; checkpoints of "
              f"{len(disk['trials_with_checkpoints'])} trials kept, {disk['checkpoints_deleted']} deleted)")
 
