@@ -101,10 +101,12 @@ def command_data(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_FOLDS_GIVEN = "default"  # --cv without K: crossval.DEFAULT_FOLDS, resolved when the command runs
+# --cv without K: crossval.DEFAULT_FOLDS, resolved when the command runs (not a string: argparse would
+# convert a string const with type=int)
+DEFAULT_FOLDS_GIVEN = -1
 
 
-def _folds(cv: int | str | None) -> int:
+def _folds(cv: int | None) -> int:
     """The number of folds ``--cv`` asks for (0: none)."""
     if cv == DEFAULT_FOLDS_GIVEN:
         from visiontune.analysis.crossval import DEFAULT_FOLDS

@@ -131,6 +131,9 @@ def cross_validate(run: RunRecord, folds: int = DEFAULT_FOLDS, top: int = 3, epo
     out-of-fold metric) and the record written to ``RUN/cv/cv.json``."""
     from visiontune.data.folds import pooled_for_cv
 
+    if not run.complete:
+        raise VisiontuneError(f"{run.folder}: the search is still running or was interrupted; resume it to its end "
+                              "before --cv (its ranking is not final)")
     metric = run.metric
     name = metric.split("/", 1)[1]
     epochs = epochs or run.max_epochs
