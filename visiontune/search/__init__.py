@@ -80,7 +80,7 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
         relay = tuner.register_callbacks(options.name, [printer, retention])
         trainable = tuner.wrapped_trainable(options, plan, splits, trial_function)
         if resume:
-            search = tuner.restore_tuner(store, trainable)
+            search = tuner.restore_tuner(store, trainable, tuner.grid_param_space(options, plan))
             progress(f"resuming search {options.name} ({store.location})")
         else:
             store.write_text(SEARCH_FILE, runs.json_text(search_record(options, plan, splits, store)))

@@ -168,20 +168,26 @@ def wrapped_trainable(options: SearchOptions, plan: SearchPlan, data, trial_func
     return tune.with_resources(with_data, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
 
 
+def grid_param_space(options: SearchOptions, plan: SearchPlan) -> dict[str, Any]:
+    """The parameter space Ray checks a grid's listed points against: every key with the values
+    it takes (every point sets the same keys, so nothing is ever sampled); empty for the other
+    searchers, whose space is their own."""
+    if options.searcher != "grid":
+        return {}
+    grid = grid_trials(plan.space, plan.fixed)
+    param_space: dict[str, Any] = {}
+    for key in grid[0]:
+        values: list = []
+        for point in grid:
+            if point[key] not in values:
+                values.append(point[key])
+        param_space[key] = tune.choice(values)
+    return param_space
+
+
 def build_tuner(options: SearchOptions, plan: SearchPlan, trainable, store: RunStore, relay: CallbackRelay,
                 stopper=None) -> tune.Tuner:
     """A new Ray Tune ``Tuner`` for the search."""
-    param_space: dict[str, Any] = {}
-    if options.searcher == "grid":
-        # Ray checks each listed point against the parameter space: declare every key with
-        # the values it takes (every point sets the same keys, so nothing is ever sampled).
-        grid = grid_trials(plan.space, plan.fixed)
-        for key in grid[0]:
-            values: list = []
-            for point in grid:
-                if point[key] not in values:
-                    values.append(point[key])
-            param_space[key] = tune.choice(values)
     tune_config = tune.TuneConfig(
         search_alg=make_searcher(options, plan),
         scheduler=make_scheduler(options, plan),
@@ -205,15 +211,19 @@ def build_tuner(options: SearchOptions, plan: SearchPlan, trainable, store: RunS
                                                 checkpoint_score_order="max"),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
     )
-    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+    return tune.Tuner(trainable, param_space=grid_param_space(options, plan), tune_config=tune_config,
+                      run_config=run_config)
 
 
-def restore_tuner(store: RunStore, trainable) -> tune.Tuner:
+def restore_tuner(store: RunStore, trainable, param_space: dict[str, Any] | None = None) -> tune.Tuner:
     """The Tuner of an interrupted search, from its run folder: unfinished trials resume from their
-    last checkpoint; finished and failed ones stay as they ended."""
+    last checkpoint; finished and failed ones stay as they ended. A grid search passes its
+    ``param_space`` again: Ray does not bring it back, and a grid interrupted before it had
+    listed every point would fail its check of the points still to come (KeyError)."""
     if not tune.Tuner.can_restore(store.location):
         raise ConfigError(f"{store.location}: Ray Tune has no experiment state to resume from")
-    return tune.Tuner.restore(store.location, trainable, resume_unfinished=True, resume_errored=False)
+    return tune.Tuner.restore(store.location, trainable, resume_unfinished=True, resume_errored=False,
+                              param_space=param_space or None)
 
 
 def fit(tuner: tune.Tuner):
