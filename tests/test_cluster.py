@@ -117,7 +117,7 @@ def test_search_on_two_nodes_runs_trials_on_both(two_nodes, tmp_path):
     # object store, so the worker node needs no copy of the files.
     data = write_shapes(tmp_path / "driver-data", count=48, size=(96, 128))
     process = _search(two_nodes, storage, "two-nodes", str(data), "--space", "warwick-unet",
-                      "--trials", "4", "--max-epochs", "3", "--scheduler", "none",
+                      "--trials", "4", "--max-epochs", "6", "--scheduler", "none",
                       "--top-k", "4")  # every trial keeps its checkpoints, to check where they were written
     stdout, stderr = _finish(process, timeout_s=300)
     assert process.returncode == 0, stderr[-3000:]
