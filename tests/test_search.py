@@ -221,7 +221,8 @@ def test_a_trial_ended_by_the_budget_is_told_apart_from_one_asha_stopped():
     assert trial_status(asha_stop, max_epochs=30, deadline=deadline) == Status.STOPPED
 
 
-def test_resume_after_killing_the_driver_loses_and_repeats_nothing(ray_address, tmp_path):
+def test_resume_after_killing_the_driver_loses_nothing_and_repeats_at_most_the_epoch_in_flight(
+        ray_address, tmp_path):
     """SIGKILL a search mid-way (a subprocess on the session's Ray), resume it, and check every trial."""
     storage = tmp_path / "runs"
     command = [sys.executable, "-m", "visiontune", "search", "warwick", "--synthetic", "--space", "warwick-unet",
@@ -253,8 +254,15 @@ def test_resume_after_killing_the_driver_loses_and_repeats_nothing(ray_address, 
     assert summary["trials"] == 6 and len(trials) == 6
     assert {t["status"] for t in trials} == {"finished"}
     for trial in trials:
-        # every epoch exactly once: running trials kept their metrics and resumed, none restarted
-        assert epochs_reported(run / trial["path"]) == [1, 2, 3, 4], trial["trial_id"]
+        # Running trials kept their metrics and resumed; none restarted from epoch 1. Ray saves its
+        # experiment state just after a trial's report, so a report that lands in the moment of
+        # the kill is not yet in that state: that one epoch is trained again from the checkpoint
+        # before it. The record keeps one report per epoch, the later.
+        reported = epochs_reported(run / trial["path"])
+        repeated = [epoch for epoch in set(reported) if reported.count(epoch) > 1]
+        assert sorted(set(reported)) == [1, 2, 3, 4] and len(reported) <= 5, (trial["trial_id"], reported)
+        assert repeated in ([], before.get(trial["path"], [None])[-1:]), (trial["trial_id"], reported, before)
+        assert trial["epochs"] == 4  # the record: one report per epoch
     for name in finished_before:  # finished trials were not run again
         assert (run / name / "result.json").read_text() == snapshots[name]
     # The searcher state was restored: a fresh TPE with the same seed would propose the
