@@ -222,11 +222,11 @@ def test_an_interrupted_cross_validation_resumes_where_it_stopped(ray_address, t
     folds = run / "cv" / "top2-folds3-epochs3"
     try:
         deadline = time.time() + 240
-        while time.time() < deadline:  # one fold trial done and the next half-way
+        while time.time() < deadline:  # one fold trial done and the next half-way (or half of them done)
             counts = [len(_epochs_reported(d)) for d in folds.glob("trial_*") if (d / record.RESULT_FILE).is_file()]
-            if 3 in counts and any(0 < c < 3 for c in counts):
+            if 3 in counts and any(0 < c < 3 for c in counts) or counts.count(3) >= 3:
                 break
-            time.sleep(0.3)
+            time.sleep(0.1)
         else:
             pytest.fail("the cross-validation never reached the point to kill it: "
                         + (tmp_path / "driver.log").read_text())
@@ -235,16 +235,16 @@ def test_an_interrupted_cross_validation_resumes_where_it_stopped(ray_address, t
         process.wait(timeout=30)
     finished = {d.name: (d / record.RESULT_FILE).read_text() for d in folds.glob("trial_*")
                 if (d / record.RESULT_FILE).is_file() and len(_epochs_reported(d)) == 3}
+    assert 1 <= len(finished) < 6, finished  # killed mid-way
     lines: list[str] = []
     analyze_run(run, out=tmp_path / "second", top=2, cv=3, progress=lines.append)
     assert any("(resuming)" in line for line in lines), lines
     trials = list(folds.glob("trial_*"))
     reported = {d.name: _epochs_reported(d) for d in trials}
-    # Nothing lost: every fold trial has all three epochs and ends at the third. Ray's experiment
-    # state is copied to storage in the background, so a report that landed in the kill's last
-    # moments can be repeated once on resume (the record keeps one report per epoch).
-    assert len(trials) == 6 and all(sorted(set(epochs)) == [1, 2, 3] and epochs[-1] == 3 and len(epochs) <= 4
-                                    for epochs in reported.values()), reported
+    # Nothing lost, nothing repeated: every fold trial reported each of its three epochs once.
+    assert len(trials) == 6
+    for name, epochs in reported.items():
+        assert epochs == [1, 2, 3], (name, epochs)
     for name, text in finished.items():  # finished before the kill: kept, not restarted from epoch 1
         assert (folds / name / record.RESULT_FILE).read_text().startswith(text)
     table = pd.read_csv(tmp_path / "second" / "cv.csv")

@@ -45,7 +45,12 @@ PROGRESS_FILE = "progress.csv"  # Ray: the same reports as CSV
 PARAMS_FILE = "params.json"  # Ray: the trial's configuration
 ERROR_FILE = "error.txt"  # Ray: the traceback of a trial that raised
 CHECKPOINT_PREFIX = "checkpoint_"  # Ray: checkpoint_000003/ folders, each holding STATE_FILE
+REPORTED_CHECKPOINT = "checkpoint_dir_name"  # Ray: in a report, the checkpoint folder it came with
 STATE_FILE = "state.pt"  # the trial loop's full resume state inside each checkpoint
+CHECKPOINT_REPORT = "reports.json"  # ... beside it: REPORTS and STATE_BYTES (search.recovery)
+REPORTS = "reports"  # every report of the trial up to the checkpoint, oldest first
+STATE_BYTES = "state_bytes"  # the size STATE_FILE has when complete
+TRAINING_ITERATION = "training_iteration"  # Ray: the number of reports so far, in every report
 EXPERIMENT_STATE_GLOB = "experiment_state-*.json"  # Ray: trial statuses while a search runs
 # A `visiontune train` run folder:
 CONFIG_FILE = "config.json"

@@ -100,6 +100,16 @@ class RunStore:
         else:
             self.fs.delete_dir(f"{self.root}/{relative}")
 
+    def file_size(self, relative: str) -> int | None:
+        """Bytes of one file of the run folder; None if there is no such file."""
+        if self.fs is None:
+            path = Path(self.root) / relative
+            return path.stat().st_size if path.is_file() else None
+        import pyarrow.fs
+
+        info = self.fs.get_file_info(f"{self.root}/{relative}")
+        return info.size if info.type == pyarrow.fs.FileType.File else None
+
     def size(self, relative: str = "") -> int:
         """Bytes of the files below a folder of the run folder (the whole run folder by default)."""
         if self.fs is None:

@@ -70,6 +70,7 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
     with ray_session(options.address, progress):
         from visiontune.search import finish, tuner
         from visiontune.search.progress import ProgressPrinter
+        from visiontune.search.recovery import CheckpointRecovery
         from visiontune.search.retention import CheckpointRetention
 
         check_resources(options.cpus_per_trial, options.gpus_per_trial, bool(options.address), progress)
@@ -77,7 +78,8 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
         plan.start_clock()
         printer = ProgressPrinter(plan.metric, plan.total_trials, options.max_epochs, status_interval_s, progress)
         retention = CheckpointRetention(store, plan.metric, options.top_k)
-        relay = tuner.register_callbacks(options.name, [printer, retention])
+        # Recovery first: on resume it corrects the checkpoints trials restart from before any starts.
+        relay = tuner.register_callbacks(options.name, [CheckpointRecovery(store, progress), printer, retention])
         trainable = tuner.wrapped_trainable(options, plan, splits, trial_function)
         if resume:
             search = tuner.restore_tuner(store, trainable, tuner.grid_param_space(options, plan))

@@ -10,6 +10,7 @@ set and ends; the search goes on. The report's keys are named in ``record``.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -20,8 +21,8 @@ from visiontune.config import config_from_dict
 from visiontune.data.splits import DataSplits
 from visiontune.engine import Trainer
 from visiontune.fit import BestSoFar, EpochEnd, fit_epochs
-from visiontune.record import (BEST_EPOCH, BUDGET_END, CV_FOLD, DIVERGED, EPOCH, EPOCH_TIME, NODE_ID, PARAMS,
-                               PRECISION, STATE_FILE, Status, best_name)
+from visiontune.record import (BEST_EPOCH, BUDGET_END, CHECKPOINT_REPORT, CV_FOLD, DIVERGED, EPOCH, EPOCH_TIME,
+                               NODE_ID, PARAMS, PRECISION, REPORTS, STATE_BYTES, STATE_FILE, Status, best_name)
 
 
 def _assigned_device_and_threads() -> tuple[str, int | None, str]:
@@ -33,6 +34,20 @@ def _assigned_device_and_threads() -> tuple[str, int | None, str]:
     threads = max(1, int(resources.get("CPU", 1)))
     device = "cuda" if resources.get("GPU", 0) > 0 else "cpu"
     return device, threads, context.get_node_id()
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as its Python number (for json.dumps); anything else as text."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def checkpoint_reports(folder: Path) -> list[dict[str, Any]]:
+    """The reports a checkpoint folder holds (every report of its trial up to it, oldest first);
+    empty for a checkpoint written before checkpoints held them."""
+    try:
+        return list(json.loads((folder / CHECKPOINT_REPORT).read_text())[REPORTS])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadline: float | None = None,
@@ -69,11 +84,13 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
     metric = metric or trainer.kind.val_metric
     best = BestSoFar()
     monitored: dict[str, float] = {}
+    reports: list[dict[str, Any]] = []  # this trial's reports so far, kept with each checkpoint
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             saved = runs.load_checkpoint(Path(folder) / STATE_FILE, trainer.device)
+            reports = checkpoint_reports(Path(folder))
         trainer.load_state_dict(saved["trainer"])
         best = BestSoFar(saved["best_value"], saved[BEST_EPOCH])
         monitored = saved.get("monitored", {})
@@ -92,10 +109,16 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
             EPOCH_TIME: end.seconds, PRECISION: trainer.precision, **monitored,
         }
         with tempfile.TemporaryDirectory(prefix="visiontune-ckpt-") as folder:
-            runs.save_checkpoint(Path(folder) / STATE_FILE, {
+            state = Path(folder) / STATE_FILE
+            runs.save_checkpoint(state, {
                 "trainer": trainer.state_dict(), "best_value": best.value, BEST_EPOCH: best.epoch,
                 "monitored": monitored,
             })
+            # The checkpoint describes itself: a resume whose saved state lags the trial folder
+            # continues from it and restores the reports storage had not yet (search.recovery).
+            reports.append(report)
+            (Path(folder) / CHECKPOINT_REPORT).write_text(
+                json.dumps({REPORTS: reports, STATE_BYTES: state.stat().st_size}, default=_plain))
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
         return out_of_time
 
