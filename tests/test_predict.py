@@ -33,9 +33,13 @@ def test_predict_on_the_warwick_test_files_reproduces_the_runs_test_dice(warwick
     images = sorted(test_folder.glob("image_*.png"))
     out = tmp_path / "masks"
     assert main(["predict", str(run), *map(str, images), "--out", str(out)]) == 0
-    assert "60 images predicted" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "60 images predicted" in printed
     with open(out / "areas.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
+    # the first ten masks shown on the terminal, as areas.csv has them
+    assert (f"{rows[0]['file']}: {rows[0]['mask']} (pixels: background {rows[0]['pixels_background']}, "
+            f"gland {rows[0]['pixels_gland']})\n") in printed and "... and 50 more\n" in printed
     assert [row["file"] for row in rows] == [str(path) for path in images]
     predicted = torch.stack([torch.from_numpy(np.array(Image.open(out / row["mask"]))) for row in rows])
     truth = torch.stack([torch.from_numpy((np.asarray(Image.open(test_folder / path.name.replace("image", "label")))
@@ -69,10 +73,15 @@ def test_predict_on_mnist_test_pngs_reproduces_the_runs_test_accuracy(mnist_root
     (folder / ".DS_Store").write_bytes(b"\0")
     out = tmp_path / "predictions"
     assert main(["predict", str(run), str(folder), "--out", str(out)]) == 0
-    assert "1 non-image files skipped" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "1 non-image files skipped" in printed
     with open(out / "predictions.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == 10_000 and list(rows[0])[:3] == ["file", "class", "p_0"]
+    # the first ten predictions shown on the terminal: file, class and its probability
+    first = rows[0]
+    assert f"{first['file']}: {first['class']} (p {float(first['p_' + first['class']]):.4f})\n" in printed
+    assert printed.count(f"{folder}/") == 10 and "... and 9990 more\n" in printed
     right = sum(row["class"] == row["file"].rsplit("_", 1)[1].split(".")[0] for row in rows)
     assert abs(right / len(rows) - recorded) <= 1e-4
     probabilities = np.array([[float(row[f"p_{d}"]) for d in range(10)] for row in rows[:50]])

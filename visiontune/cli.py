@@ -129,14 +129,17 @@ def ensemble_choice(text: str) -> int | str:
 
 def command_predict(args: argparse.Namespace) -> int:
     """Predict images with a trained model; write the predictions into --out."""
-    from visiontune.predict import load_model, predict_files
+    from visiontune.predict import load_model, predict_files, prediction_lines
 
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise VisiontuneError(f"{out}: already exists and is not empty; choose another --out")
     predictor = load_model(args.model, device=args.device, ensemble=args.ensemble)
     counts = predict_files(predictor, args.inputs, out, batch_size=args.batch_size, overlay=args.overlay)
-    what = "predictions.csv" if predictor.card.kind == "classification" else "masks/ and areas.csv"
+    classification = predictor.card.kind == "classification"
+    if counts["predicted"]:
+        print("\n".join(prediction_lines(out, classification)))
+    what = "predictions.csv" if classification else "masks/ and areas.csv"
     print(f"{counts['predicted']} images predicted with {predictor.source} ({predictor.card.kind}, "
           f"{predictor.card.num_classes} classes) -> {out / what.split(' ')[0]}"
           + (f"; {counts['errors']} unreadable (errors.csv)" if counts["errors"] else "")

@@ -415,6 +415,24 @@ def _in_order(executor, work: Callable[[Any], Any], items: Iterable[Any], ahead:
         yield pending.popleft().result()
 
 
+def prediction_lines(out: Path, classification: bool, limit: int = 10) -> list[str]:
+    """The first ``limit`` predictions written into ``out``, one line each, for the terminal:
+    the file and its class with its probability, or its mask and the pixels of each class."""
+    with open(out / (PREDICTIONS_CSV if classification else AREAS_CSV), newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    lines = []
+    for row in rows[:limit]:
+        if classification:
+            lines.append(f"{row['file']}: {row['class']} (p {float(row['p_' + row['class']]):.4f})")
+        else:
+            areas = ", ".join(f"{key.removeprefix('pixels_')} {value}" for key, value in row.items()
+                              if key.startswith("pixels_"))
+            lines.append(f"{row['file']}: {row['mask']} (pixels: {areas})")
+    if len(rows) > limit:
+        lines.append(f"... and {len(rows) - limit} more")
+    return lines
+
+
 def predict_files(predictor: Predictor, inputs: list[str], out: Path, batch_size: int = 256,
                   overlay: bool = False) -> dict[str, Any]:
     """Predict every image under ``inputs`` into ``out``; returns counts (predicted, errors,
