@@ -67,17 +67,19 @@ class CheckpointRecovery(Callback):
             try:
                 held = json.loads(self.store.read_text(f"{folder}/{name}/{CHECKPOINT_REPORT}"))
                 reports = list(held[REPORTS])
+                _index(name)
             except (OSError, ValueError, KeyError, TypeError):  # cut short, or from before checkpoints held reports
                 continue
             if reports and self.store.file_size(f"{folder}/{name}/{STATE_FILE}") == held.get(STATE_BYTES):
                 complete.append((name, reports))  # (a state file of another size: its copy was cut short)
-        return sorted(complete, key=lambda item: len(item[1]))
+        return sorted(complete, key=lambda item: _index(item[0]))
 
     @staticmethod
-    def ray_report(trial_id: str, reports: list[dict[str, Any]], number: int) -> dict[str, Any]:
+    def ray_report(trial_id: str, report: dict[str, Any], number: int) -> dict[str, Any]:
         """Report ``number`` (from 1) as Ray writes it: with its checkpoint folder and report count.
-        Every report but a trial's last (a divergence, a skip) comes with a checkpoint, in order."""
-        return {**reports[number - 1], REPORTED_CHECKPOINT: f"{CHECKPOINT_PREFIX}{number - 1:06d}",
+        Every report but a trial's last (a divergence, a skip) comes with a checkpoint, in order,
+        so report N came with checkpoint folder N - 1."""
+        return {**report, REPORTED_CHECKPOINT: f"{CHECKPOINT_PREFIX}{number - 1:06d}",
                 TRAINING_ITERATION: number, TRIAL_ID: trial_id}
 
     def recover(self, trial) -> str | None:
@@ -92,7 +94,7 @@ class CheckpointRecovery(Callback):
         if not complete:
             return None
         newest, history = complete[-1]
-        self._restore_reports(trial, history)  # the state may be right and result.json still behind
+        self._restore_reports(trial, history, _index(newest) + 1)  # the state may be right, result.json behind
         if newest == named_name:
             return None
         storage = trial.storage
@@ -100,17 +102,18 @@ class CheckpointRecovery(Callback):
         for name, reports in complete:  # in order, so that Ray keeps and deletes as it did while the trial ran
             manager.register_checkpoint(_TrainingResult(
                 checkpoint=Checkpoint(path=f"{storage.trial_fs_path}/{name}", filesystem=storage.storage_filesystem),
-                metrics=self.ray_report(trial.trial_id, reports, len(reports))))
+                metrics=self.ray_report(trial.trial_id, reports[-1], _index(name) + 1)))
         trial.run_metadata.checkpoint_manager = manager
-        trial.update_last_result(self.ray_report(trial.trial_id, history, len(history)))
+        trial.update_last_result(self.ray_report(trial.trial_id, history[-1], _index(newest) + 1))
         # Ray's index of a trial's newest checkpoint folder: a trial adds one before it writes the
         # next, which therefore goes after the newest rather than over it.
-        storage.current_checkpoint_index = len(history) - 1
+        storage.current_checkpoint_index = _index(newest)
         trial.invalidate_json_state()
         return newest
 
-    def _restore_reports(self, trial, history: list[dict[str, Any]]) -> None:
-        """Add to the trial's ``result.json`` the reports of ``history`` after its last line.
+    def _restore_reports(self, trial, history: list[dict[str, Any]], last_number: int) -> None:
+        """Add to the trial's ``result.json`` the reports of ``history`` (its last is report
+        ``last_number``) after the file's last line.
 
         Both copies: the one on storage, which Ray's logger copies back when the trial starts
         again, and the driver's staging copy, which Ray copies over the one on storage before
@@ -126,8 +129,10 @@ class CheckpointRecovery(Callback):
                 lines.append(line)
         except OSError:
             pass
-        missing = [json.dumps(self.ray_report(trial.trial_id, history, number))
-                   for number in range(len(lines) + 1, len(history) + 1)]
+        # History starts at report 1, or later after a resume from a checkpoint without reports.
+        first_number = last_number - len(history) + 1
+        missing = [json.dumps(self.ray_report(trial.trial_id, history[number - first_number], number))
+                   for number in range(max(len(lines) + 1, first_number), last_number + 1)]
         if not missing:
             return
         text = "".join(line + "\n" for line in lines + missing)
@@ -135,3 +140,8 @@ class CheckpointRecovery(Callback):
         staging = Path(trial.storage.trial_driver_staging_path)
         staging.mkdir(parents=True, exist_ok=True)
         atomic_write_text(staging / RESULT_FILE, text)
+
+
+def _index(checkpoint_folder: str) -> int:
+    """The number of a checkpoint folder: 3 for checkpoint_000003."""
+    return int(checkpoint_folder.removeprefix(CHECKPOINT_PREFIX))
