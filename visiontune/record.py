@@ -10,6 +10,7 @@ search ends) or from a run folder on disk (``analysis.load.load_run``).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -102,7 +103,7 @@ class Status:
     ENDED = (FINISHED, STOPPED, BUDGET, DIVERGED, FAILED, SKIPPED)
 
 
-RAY_TERMINATED, RAY_ERROR = "TERMINATED", "ERROR"
+RAY_TERMINATED, RAY_ERROR, RAY_PENDING = "TERMINATED", "ERROR", "PENDING"
 
 
 def trial_status(last_report: Mapping[str, Any] | None, *, max_epochs: int, errored: bool = False,
@@ -141,6 +142,24 @@ def trial_status(last_report: Mapping[str, Any] | None, *, max_epochs: int, erro
 def metric_mode(metric: str) -> str:
     """``min`` for losses, ``max`` for everything else (accuracy, Dice)."""
     return "min" if "loss" in metric else "max"
+
+
+def checkpoint_reports_text(reports: list[Mapping[str, Any]], state_bytes: int) -> str:
+    """The text of a checkpoint's CHECKPOINT_REPORT: its trial's reports so far and its state
+    file's size when complete."""
+    def plain(value: Any) -> Any:  # a numpy scalar as its Python number
+        return value.item() if hasattr(value, "item") else str(value)
+
+    return json.dumps({REPORTS: list(reports), STATE_BYTES: state_bytes}, default=plain)
+
+
+def read_checkpoint_reports(text: str) -> tuple[list[dict[str, Any]], int | None]:
+    """(reports, state file size) from a CHECKPOINT_REPORT's text; ValueError if it is not one."""
+    try:
+        held = json.loads(text)
+        return list(held[REPORTS]), held.get(STATE_BYTES)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"not a checkpoint report ({error})") from None
 
 
 def is_missing(value: Any) -> bool:

@@ -25,13 +25,11 @@ from typing import Any, Callable
 
 from ray.tune import Callback
 
-from visiontune.record import (CHECKPOINT_PREFIX, CHECKPOINT_REPORT, EPOCH, REPORTED_CHECKPOINT, REPORTS,
-                               RESULT_FILE, STATE_BYTES, STATE_FILE, TRAINING_ITERATION, TRIAL_ID, trial_dirname)
+from visiontune.record import (CHECKPOINT_PREFIX, CHECKPOINT_REPORT, EPOCH, RAY_PENDING, REPORTED_CHECKPOINT,
+                               RESULT_FILE, STATE_FILE, TRAINING_ITERATION, TRIAL_ID, read_checkpoint_reports,
+                               trial_dirname)
 from visiontune.runs import atomic_write_text
 from visiontune.storage import RunStore
-
-RAY_PENDING = "PENDING"  # Ray Tune's status of a trial waiting to (re)start
-
 
 class CheckpointRecovery(Callback):
     """A Tune callback on the driver: before a resumed search starts its trials again, point each
@@ -65,12 +63,12 @@ class CheckpointRecovery(Callback):
             if not name.startswith(CHECKPOINT_PREFIX):
                 continue
             try:
-                held = json.loads(self.store.read_text(f"{folder}/{name}/{CHECKPOINT_REPORT}"))
-                reports = list(held[REPORTS])
+                reports, state_bytes = read_checkpoint_reports(
+                    self.store.read_text(f"{folder}/{name}/{CHECKPOINT_REPORT}"))
                 _index(name)
-            except (OSError, ValueError, KeyError, TypeError):  # cut short, or from before checkpoints held reports
+            except (OSError, ValueError):  # cut short, or from before checkpoints held reports
                 continue
-            if reports and self.store.file_size(f"{folder}/{name}/{STATE_FILE}") == held.get(STATE_BYTES):
+            if reports and self.store.file_size(f"{folder}/{name}/{STATE_FILE}") == state_bytes:
                 complete.append((name, reports))  # (a state file of another size: its copy was cut short)
         return sorted(complete, key=lambda item: _index(item[0]))
 
@@ -89,13 +87,12 @@ class CheckpointRecovery(Callback):
         from ray.train._internal.checkpoint_manager import _CheckpointManager, _TrainingResult
 
         complete = self.complete_checkpoints(trial.trial_id)
-        named = trial.checkpoint
-        named_name = named.path.rstrip("/").rsplit("/", 1)[-1] if named is not None else None
         if not complete:
             return None
         newest, history = complete[-1]
         self._restore_reports(trial, history, _index(newest) + 1)  # the state may be right, result.json behind
-        if newest == named_name:
+        named = trial.checkpoint
+        if named is not None and named.path.rstrip("/").rsplit("/", 1)[-1] == newest:
             return None
         storage = trial.storage
         manager = _CheckpointManager(checkpoint_config=trial.run_metadata.checkpoint_manager.checkpoint_config)

@@ -10,7 +10,6 @@ set and ends; the search goes on. The report's keys are named in ``record``.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,8 @@ from visiontune.data.splits import DataSplits
 from visiontune.engine import Trainer
 from visiontune.fit import BestSoFar, EpochEnd, fit_epochs
 from visiontune.record import (BEST_EPOCH, BUDGET_END, CHECKPOINT_REPORT, CV_FOLD, DIVERGED, EPOCH, EPOCH_TIME,
-                               NODE_ID, PARAMS, PRECISION, REPORTS, STATE_BYTES, STATE_FILE, Status, best_name)
+                               NODE_ID, PARAMS, PRECISION, STATE_FILE, Status, best_name, checkpoint_reports_text,
+                               read_checkpoint_reports)
 
 
 def _assigned_device_and_threads() -> tuple[str, int | None, str]:
@@ -36,17 +36,12 @@ def _assigned_device_and_threads() -> tuple[str, int | None, str]:
     return device, threads, context.get_node_id()
 
 
-def _plain(value: Any) -> Any:
-    """A numpy scalar as its Python number (for json.dumps); anything else as text."""
-    return value.item() if hasattr(value, "item") else str(value)
-
-
 def checkpoint_reports(folder: Path) -> list[dict[str, Any]]:
     """The reports a checkpoint folder holds (every report of its trial up to it, oldest first);
     empty for a checkpoint written before checkpoints held them."""
     try:
-        return list(json.loads((folder / CHECKPOINT_REPORT).read_text())[REPORTS])
-    except (OSError, ValueError, KeyError, TypeError):
+        return read_checkpoint_reports((folder / CHECKPOINT_REPORT).read_text())[0]
+    except (OSError, ValueError):
         return []
 
 
@@ -117,8 +112,7 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
             # The checkpoint describes itself: a resume whose saved state lags the trial folder
             # continues from it and restores the reports storage had not yet (search.recovery).
             reports.append(report)
-            (Path(folder) / CHECKPOINT_REPORT).write_text(
-                json.dumps({REPORTS: reports, STATE_BYTES: state.stat().st_size}, default=_plain))
+            (Path(folder) / CHECKPOINT_REPORT).write_text(checkpoint_reports_text(reports, state.stat().st_size))
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
         return out_of_time
 
