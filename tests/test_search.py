@@ -438,7 +438,7 @@ def test_warm_start_trials_are_not_stopped_by_asha(ray_address):
 
     from ray.tune.schedulers import TrialScheduler
 
-    from visiontune.search.tuning import WarmStartASHA
+    from visiontune.search.algorithms import WarmStartASHA
 
     scheduler = WarmStartASHA([{"model": "fcn2", "lr": 0.001}], time_attr="epoch", metric="val/dice", mode="max",
                               max_t=9, grace_period=1, reduction_factor=2)

@@ -9,9 +9,11 @@ Nothing here does work at import time: Ray workers import these modules.
 __version__ = "0.1.0"
 
 
-def load_model(path, device: str = "auto"):
-    """The trained model of a ``train`` run folder or of a search's best trial, ready to
-    ``predict(images)`` (paths, bytes or uint8 arrays); see :mod:`visiontune.predict`."""
-    from visiontune.predict import load_model as load  # here: importing visiontune stays light
+def load_model(path, device: str = "auto", ensemble: int | str = 1):
+    """The trained model of a ``train`` run folder, of a search's best trial by validation
+    (``ensemble``: the mean of its best K; ``"cv"``: its cross-validation's fold ensemble), or of
+    an exported folder, ready to ``predict(images)`` (paths, bytes or uint8 arrays); see
+    :mod:`visiontune.trained`."""
+    from visiontune.trained import load_model as load  # here: importing visiontune stays light
 
-    return load(path, device=device)
+    return load(path, device=device, ensemble=ensemble)

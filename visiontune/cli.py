@@ -14,6 +14,7 @@ from typing import Any, Sequence
 from visiontune import __version__
 from visiontune.errors import SearchInterrupted, VisiontuneError
 from visiontune.options import add_options, given_options
+from visiontune.selection import DEFAULT_FOLDS, QUICK_EPOCH_SHARE, QUICK_TOP
 from visiontune.tasks import TASKS
 
 EXIT_ERROR = 1
@@ -101,17 +102,8 @@ def command_data(args: argparse.Namespace) -> int:
     return 0
 
 
-# --cv without K: crossval.DEFAULT_FOLDS, resolved when the command runs (not a string: argparse would
-# convert a string const with type=int)
-DEFAULT_FOLDS_GIVEN = -1
-
-
 def _folds(cv: int | None) -> int:
     """The number of folds ``--cv`` asks for (0: none)."""
-    if cv == DEFAULT_FOLDS_GIVEN:
-        from visiontune.analysis.crossval import DEFAULT_FOLDS
-
-        return DEFAULT_FOLDS
     if cv is not None and cv != 0 and cv < 2:
         raise VisiontuneError(f"--cv needs at least 2 folds, not {cv}")
     return cv or 0
@@ -129,26 +121,24 @@ def ensemble_choice(text: str) -> int | str:
 
 def command_predict(args: argparse.Namespace) -> int:
     """Predict images with a trained model; write the predictions into --out."""
-    from visiontune.predict import load_model, predict_files, prediction_lines
+    from visiontune import runs
+    from visiontune.predict import SCORES_FILE, predict_files, prediction_lines, table_file
+    from visiontune.trained import load_model
 
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise VisiontuneError(f"{out}: already exists and is not empty; choose another --out")
-    predictor = load_model(args.model, device=args.device, ensemble=args.ensemble)
-    counts = predict_files(predictor, args.inputs, out, batch_size=args.batch_size, overlay=args.overlay)
-    classification = predictor.card.kind == "classification"
+    out = runs.prepare_out_dir(Path(args.out))
+    model = load_model(args.model, device=args.device, ensemble=args.ensemble)
+    counts = predict_files(model, args.inputs, out, batch_size=args.batch_size, overlay=args.overlay)
     if counts["predicted"]:
-        print("\n".join(prediction_lines(out, classification)))
-    what = "predictions.csv" if classification else "masks/ and areas.csv"
-    print(f"{counts['predicted']} images predicted with {predictor.source} ({predictor.card.kind}, "
-          f"{predictor.card.num_classes} classes) -> {out / what.split(' ')[0]}"
+        print("\n".join(prediction_lines(out, model)))
+    print(f"{counts['predicted']} images predicted with {model.source} ({model.card.kind}, "
+          f"{model.card.num_classes} classes) -> {out / table_file(model)}"
           + (f"; {counts['errors']} unreadable (errors.csv)" if counts["errors"] else "")
           + (f"; {counts['skipped']} non-image files skipped" if counts["skipped"] else ""))
     if "scores" in counts:
         shown = {k: v for k, v in counts["scores"].items() if k in ("acc", "balanced_acc", "macro_f1", "dice",
                                                                       "dice_pooled")}
         print("scored against the folder's labels: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
-              + f" -> {out / 'scores.json'}")
+              + f" -> {out / SCORES_FILE}")
     if counts["errors"]:
         print(f"visiontune: {counts['errors']} files could not be read; listed in {out / 'errors.csv'}",
               file=sys.stderr)
@@ -165,7 +155,8 @@ def command_export(args: argparse.Namespace) -> int:
 
 
 def command_search(args: argparse.Namespace) -> int:
-    """Run, resume, or list the spaces of, a hyperparameter search."""
+    """Run, resume, or list the spaces of, a hyperparameter search; then (--cv) cross-validate its
+    top-k and write its report."""
     if args.list_spaces:
         from visiontune.data import kind_of
         from visiontune.search_spaces import list_spaces
@@ -178,6 +169,7 @@ def command_search(args: argparse.Namespace) -> int:
     from visiontune.search import RESUME_OPTIONS, SearchOptions, run_search
 
     given = given_options(SearchOptions, args, exclude=("task",))
+    folds = _folds(args.cv)  # checked before the search starts
     if args.resume:
         if not args.name:
             raise VisiontuneError("--resume needs --name NAME of the search to continue")
@@ -187,35 +179,46 @@ def command_search(args: argparse.Namespace) -> int:
             raise VisiontuneError(f"--resume continues a search with its recorded options; {shown} cannot change "
                                   f"(only {', '.join('--' + n.replace('_', '-') for n in RESUME_OPTIONS)} apply)")
         summary = run_search(SearchOptions(**given), resume=True)
-        return _cross_validate_after_search(args, summary)
-    if not args.task:
-        raise VisiontuneError(f"search needs a TASK ({', '.join(TASKS)}) or the PATH of a data set, or --list-spaces")
-    options = SearchOptions(task=args.task, **given)
-    if args.show_space:
-        from visiontune.search_spaces import describe_space, resolve_space
+    else:
+        if not args.task:
+            raise VisiontuneError(f"search needs a TASK ({', '.join(TASKS)}) or the PATH of a data set, or "
+                                  "--list-spaces")
+        options = SearchOptions(task=args.task, **given)
+        if args.show_space:
+            from visiontune.search_spaces import describe_space, resolve_space
 
-        card = options.load_splits(options.task).card
-        print("\n".join(describe_space(resolve_space(card, options.space))))
-        return 0
-    _folds(args.cv)  # checked before the search starts
-    return _cross_validate_after_search(args, run_search(options))
+            card = options.load_splits(options.task).card
+            print("\n".join(describe_space(resolve_space(card, options.space))))
+            return 0
+        summary = run_search(options)
+    return _after_search(summary, folds)
 
 
-def _cross_validate_after_search(args: argparse.Namespace, summary: dict) -> int:
-    """``search --cv K``: the finished search's top-k cross-validated on K folds, on its resources."""
-    folds = _folds(args.cv)
-    if not folds:
-        return 0
-    from visiontune.analysis import analyze_run
+def _after_search(summary: dict, folds: int) -> int:
+    """What follows a search on this machine: ``--cv`` cross-validates its top-k on its resources;
+    the report (unless ``--no-report``) renders the run folder."""
+    from visiontune.runfolder import load_search
 
     folder = Path(summary["location"])
-    if "://" in summary["location"] or not folder.is_dir():
+    local = "://" not in summary["location"] and folder.is_dir()
+    if folds and not local:
         raise VisiontuneError(f"--cv needs the run folder on this machine; fetch {summary['location']} and run "
                               f"visiontune analyze on it with --cv {folds}")
-    from visiontune.analysis.load import load_run
+    if not local:
+        if summary["report"]:
+            print(f"report: fetch {summary['location']} and run visiontune analyze on it", flush=True)
+        return 0
+    run = load_search(folder)
+    top = int(run.options.get("top_k") or 3)
+    if folds:
+        from visiontune.selection.crossval import cross_validate
 
-    report = analyze_run(folder, top=int(load_run(folder).options.get("top_k") or 3), cv=folds)
-    print(f"report: {report}")
+        cross_validate(run, folds=folds, top=top)
+    if folds or summary["report"]:
+        from visiontune.analysis import analyze_run
+
+        report = analyze_run(folder, top=top, progress=(print if folds else lambda line: None))
+        print(f"report: {report}", flush=True)
     return 0
 
 
@@ -231,7 +234,7 @@ def add_search_parser(commands) -> None:
     search.add_argument("--show-space", action="store_true",
                         help="print the space this search would run, fitted to the data set, and exit")
     search.add_argument("--resume", action="store_true", help="continue the search --name after an interruption")
-    search.add_argument("--cv", type=int, nargs="?", const=DEFAULT_FOLDS_GIVEN, metavar="K",
+    search.add_argument("--cv", type=int, nargs="?", const=DEFAULT_FOLDS, metavar="K",
                         help="when the search ends, cross-validate its --top-k on K folds (five when left out), as "
                              "analyze RUN --cv K")
     from visiontune.search.options import SearchOptions
@@ -241,7 +244,8 @@ def add_search_parser(commands) -> None:
 
 
 def command_analyze(args: argparse.Namespace) -> int:
-    """Ranked tables, figures and an HTML report of one search, or a comparison of several."""
+    """Ranked tables, figures and an HTML report of one search (after retraining its top
+    configurations with --reseed or --cv), or a comparison of several."""
     from visiontune.analysis import analyze_run, compare_runs
 
     if len(args.runs) > 1:
@@ -249,9 +253,8 @@ def command_analyze(args: argparse.Namespace) -> int:
             raise VisiontuneError("--reseed and --cv work on one run at a time")
         report = compare_runs(args.runs, out=args.out, metric=args.metric)
     else:
+        from visiontune.runfolder import load_search
         from visiontune.search import TrialResources
-
-        from visiontune.analysis.crossval import QUICK_EPOCH_SHARE, QUICK_TOP
 
         resources = given_options(TrialResources, args)
         folds = _folds(args.cv)
@@ -260,15 +263,23 @@ def command_analyze(args: argparse.Namespace) -> int:
                                   "and --cv")
         if (args.refit or args.quick or args.cv_epochs) and not folds:
             raise VisiontuneError("--refit, --quick and --cv-epochs apply to --cv")
+        run = load_search(args.runs[0])
+        metric = args.metric or run.metric
+        if folds and metric != run.metric:
+            raise VisiontuneError(f"--cv ranks by the search's own metric ({run.metric}); leave out --metric {metric}")
         top = args.top or (QUICK_TOP if args.quick else 3)
-        cv_epochs = args.cv_epochs
-        if args.quick and not cv_epochs:
-            from visiontune.analysis.load import load_run
+        if args.reseed:
+            from visiontune.selection.reseed import reseed_top
 
-            cv_epochs = max(1, load_run(args.runs[0]).max_epochs // QUICK_EPOCH_SHARE)
-        report = analyze_run(args.runs[0], out=args.out, top=top, metric=args.metric, reseed=args.reseed,
-                             data_dir=args.data_dir, resources=resources, cv=folds, cv_epochs=cv_epochs,
-                             refit=args.refit)
+            ranked = [trial for trial, _, _ in run.ranked(metric)][:top]
+            reseed_top(run, ranked, args.reseed, data_dir=args.data_dir, resources=resources)
+        if folds:
+            from visiontune.selection.crossval import cross_validate
+
+            epochs = args.cv_epochs or (max(1, run.max_epochs // QUICK_EPOCH_SHARE) if args.quick else None)
+            cross_validate(run, folds=folds, top=top, epochs=epochs, refit=args.refit, data_dir=args.data_dir,
+                           resources=resources)
+        report = analyze_run(args.runs[0], out=args.out, top=top, metric=args.metric)
     print(f"report: {report}")
     return 0
 
@@ -287,7 +298,7 @@ def add_analyze_parser(commands) -> None:
     analyze.add_argument("--out", metavar="DIR", help="where to write (default RUN/analysis)")
     analyze.add_argument("--reseed", type=int, default=0, metavar="N",
                          help="retrain the top-K configurations with N further seeds and rank them by the mean")
-    analyze.add_argument("--cv", type=int, nargs="?", const=DEFAULT_FOLDS_GIVEN, default=0, metavar="K",
+    analyze.add_argument("--cv", type=int, nargs="?", const=DEFAULT_FOLDS, default=0, metavar="K",
                          help="cross-validate the top configurations on K folds of train+validation (nnU-Net's protocol "
                               "and its five folds when K is left out), rank them by the out-of-fold metric, and "
                               "evaluate each one's fold ensemble once on test")
@@ -309,8 +320,8 @@ def add_analyze_parser(commands) -> None:
 def command_reproduce(args: argparse.Namespace) -> int:
     """List the report's studies, or run some and write their side-by-side tables."""
     from visiontune.data.options import DataOptions
-    from visiontune.reproduce import ReproduceOptions, reproduce
-    from visiontune.studies import STUDIES
+    from visiontune.selection.reproduce import ReproduceOptions, reproduce
+    from visiontune.selection.studies import STUDIES
 
     if args.list or not args.studies:
         if not args.list:
@@ -355,17 +366,8 @@ def add_reproduce_parser(commands) -> None:
 
 
 # ------------------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="visiontune",
-        description="Hyperparameter search for image-analysis deep learning: classification and segmentation "
-                    "of your own folders of images, or of the built-in data sets (MNIST, WARWICK glands, "
-                    "Fashion-MNIST, KMNIST, CIFAR-10).",
-    )
-    parser.add_argument("--version", action="version", version=f"visiontune {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def add_train_parser(commands) -> None:
+    """The ``train`` sub-command."""
     train = commands.add_parser("train", help="train one configuration and evaluate it on the test split",
                                 description="Train one configuration: keep the best epoch by the validation "
                                             "metric, evaluate it once on the test split, write a run folder.")
@@ -380,39 +382,53 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(train)
     train.set_defaults(handler=command_train)
 
-    add_search_parser(commands)
-    add_analyze_parser(commands)
+
+MODEL_HELP = "a train run folder, a search run folder, or a folder visiontune export wrote"
+ENSEMBLE_HELP = ("a search's K best trials by validation, their class probabilities averaged; cv: the fold models "
+                 "of its cross-validation's winner (analyze --cv) [1]")
+
+
+def add_predict_parser(commands) -> None:
+    """The ``predict`` sub-command."""
     predict = commands.add_parser(
         "predict", help="predict new images with a trained model",
-        description="Apply a train run's model, or a search's best trial by validation, to image files, folders "
+        description="Apply a train run's model, a search's best trial by validation (or its K best, or its "
+                    "cross-validation's fold ensemble), or an exported model, to image files, folders "
                     "(recursively) or zips, preprocessing them exactly as training did (the run's data-set card). "
                     "Classification writes predictions.csv (class and every class's probability); segmentation "
                     "a mask PNG per image at its own size (class indices) and areas.csv.")
-    predict.add_argument("model", metavar="MODEL", help="a train run folder or a search run folder")
+    predict.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or .zip files")
     predict.add_argument("--out", required=True, metavar="DIR", help="folder to write the predictions into (new)")
     predict.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda [auto]")
     predict.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per batch [256]")
     predict.add_argument("--overlay", action="store_true",
                          help="segmentation: also write each image with its predicted classes painted over it")
-    predict.add_argument("--ensemble", type=ensemble_choice, default=1, metavar="K|cv",
-                         help="a search's K best trials by validation, their class probabilities averaged; cv: "
-                              "the fold models of its cross-validation's winner (analyze --cv) [1]")
+    predict.add_argument("--ensemble", type=ensemble_choice, default=1, metavar="K|cv", help=ENSEMBLE_HELP)
     predict.set_defaults(handler=command_predict)
+
+
+def add_export_parser(commands) -> None:
+    """The ``export`` sub-command."""
+    from visiontune.model_formats import FORMATS
+
     export = commands.add_parser(
-        "export", help="export a trained model (TorchScript or ONNX) with its model card",
-        description="Write a train run's network, or a search's best trial (or its K best, as one graph averaging "
-                    "them), as TorchScript or ONNX, with model.json: kind, classes, input and preprocessing, "
+        "export", help="export a trained model (pt2, TorchScript or ONNX) with its model card",
+        description="Write a train run's network, or a search's best trial (or its K best, or its cross-validation's "
+                    "fold ensemble, as one graph averaging them), as a torch.export program (pt2), TorchScript or "
+                    "ONNX, with model.json: kind, classes, input and preprocessing, how to load the file, "
                     "configuration, validation and test figures, the training data's fingerprint, versions.")
     export.add_argument("run", metavar="RUN", help="a train run folder or a search run folder")
-    export.add_argument("--format", required=True, choices=["torchscript", "onnx"],
-                        help="torchscript (plain torch loads it), or onnx (needs pip install 'visiontune[export]')")
+    export.add_argument("--format", required=True, choices=list(FORMATS),
+                        help="pt2 (torch.export; plain torch loads it), torchscript (torch.jit.load), or onnx (needs "
+                             "pip install 'visiontune[export]')")
     export.add_argument("--out", required=True, metavar="DIR", help="folder to write (new)")
-    export.add_argument("--ensemble", type=ensemble_choice, default=1, metavar="K|cv",
-                        help="a search's K best trials as one graph; cv: its cross-validation's fold ensemble [1]")
+    export.add_argument("--ensemble", type=ensemble_choice, default=1, metavar="K|cv", help=ENSEMBLE_HELP)
     export.set_defaults(handler=command_export)
-    add_reproduce_parser(commands)
 
+
+def add_data_parser(commands) -> None:
+    """The ``data`` sub-command."""
     data = commands.add_parser("data", help="check a data set (or download MNIST)",
                                description="Load a data set as training would (a built-in task, or a folder, .zip "
                                            "or dataset.yaml of your own images) and print its fingerprint: kind, "
@@ -422,6 +438,21 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("task", metavar="TASK|PATH", help=TASK_HELP)
     add_data_options(data)
     data.set_defaults(handler=command_data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser: one sub-command each."""
+    parser = argparse.ArgumentParser(
+        prog="visiontune",
+        description="Hyperparameter search for image-analysis deep learning: classification and segmentation "
+                    "of your own folders of images, or of the built-in data sets (MNIST, WARWICK glands, "
+                    "Fashion-MNIST, KMNIST, CIFAR-10).",
+    )
+    parser.add_argument("--version", action="version", version=f"visiontune {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (add_train_parser, add_search_parser, add_analyze_parser, add_predict_parser, add_export_parser,
+                add_reproduce_parser, add_data_parser):
+        add(commands)
     return parser
 
 

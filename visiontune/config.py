@@ -19,7 +19,7 @@ from typing import Any
 
 from visiontune.data.augment import parse_augment
 from visiontune.errors import ConfigError
-from visiontune.kinds import KINDS, task_kind
+from visiontune.kinds import KINDS, get_kind
 from visiontune.models import model_entry
 
 if typing.TYPE_CHECKING:
@@ -84,7 +84,7 @@ class TrainConfig:
 
     def model_name(self, kind: str) -> str:
         """The model family, the default of the task's ``kind`` when unset."""
-        return self.model or task_kind(kind).default_model
+        return self.model or get_kind(kind).default_model
 
     def model_kwargs(self, card: "DatasetCard") -> dict[str, Any]:
         """Keyword arguments for ``build_model``: the set model fields plus the data's shape (its card)."""
@@ -132,12 +132,12 @@ class TrainConfig:
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ConfigError(f"{name} must be a non-negative number, not {getattr(self, name)}")
         if card is not None:
-            self.validate_kind(card.task_kind, card.augmentations, f"{card.name} ({card.kind})")
+            self.validate_kind(card.kind_spec, card.augmentations, f"{card.name} ({card.kind})")
             self.model_kwargs(card)
         return self
 
     def validate_kind(self, kind, augmentations=None, what: str | None = None) -> "TrainConfig":
-        """The checks that depend on the kind of task (a ``kinds.TaskKind``): its models, losses,
+        """The checks that depend on the kind of task (a ``kinds.Kind``): its models, losses,
         test-time augmentations, and the ``augmentations`` permitted (default: the kind's)."""
         model_entry(self.model_name(kind.name), kind.name)
         _choice("loss", self.loss, kind.losses, f" for {kind.name}")

@@ -24,14 +24,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from visiontune import metrics, precision, tta
+from visiontune import inference, metrics, precision
 from visiontune.config import TrainConfig
 from visiontune.data.augment import Augmenter, parse_augment
 from visiontune.data.card import DatasetCard
 from visiontune.data.splits import DataSplits, ImageSet
 from visiontune.errors import VisiontuneError
 from visiontune.graphs import WARMUP_STEPS, GraphedStep, on_side_stream
-from visiontune.kinds import TaskKind
+from visiontune.kinds import Kind
 from visiontune.models import build_model, count_parameters
 
 class TrainingDiverged(VisiontuneError):
@@ -91,7 +91,7 @@ class Trainer:
         threads: int | None = None,
     ) -> None:
         self.card: DatasetCard = data.card  # the task, as the data set describes itself
-        self.kind: TaskKind = self.card.task_kind
+        self.kind: Kind = self.card.kind_spec
         config.validate(self.card)
         self.config = config
         self.device = resolve_device(device)
@@ -239,41 +239,20 @@ class Trainer:
         self._graph(images, targets)
 
     # --------------------------------------------------------------------------- evaluation
-    def _eval_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """fp32 logits of one evaluation batch, averaged over the configured TTA views (``tta``)."""
-        def run(batch: torch.Tensor) -> torch.Tensor:
-            with self._autocast():
-                return self.model(batch)
-
-        prepare = ((lambda view: view.contiguous(memory_format=torch.channels_last)) if self.channels_last
-                   else (lambda view: view))
-        return tta.averaged_logits(run, images, self.config.tta, prepare)
-
-    @torch.inference_mode()
-    def predict(self, split: str) -> torch.Tensor:
-        """Logits of every sample of ``split`` (``train``, ``val`` or ``test``), on the CPU."""
-        self.model.eval()
-        data = self.splits[split]
-        step = self.kind.eval_batch
-        outputs = [self._eval_logits(data.images[start:start + step]).cpu() for start in range(0, len(data), step)]
-        return torch.cat(outputs)
-
     @torch.inference_mode()
     def evaluate(self, split: str = "val") -> dict[str, float]:
-        """Loss and metrics of ``split``, named ``<split>/loss``, ``<split>/acc`` or ``<split>/dice``."""
+        """Loss and metrics of ``split``, named ``<split>/loss``, ``<split>/acc`` or ``<split>/dice``,
+        through the one inference code (``inference``: the configured test-time augmentation, the
+        precision the run trains in)."""
         self.model.eval()
         data = self.splits[split]
         step = self.kind.eval_batch
-        loss_sum = torch.zeros((), device=self.device)
-        accumulator = self.kind.accumulator(self.card, per_class=split == "test")
-        for start in range(0, len(data), step):
-            images, targets = data.images[start:start + step], data.targets[start:start + step]
-            logits = self._eval_logits(images)
-            loss_sum += self.loss_fn(logits, targets) * targets.shape[0]
-            accumulator.update(logits, targets)
-        result = {f"{split}/loss": float(loss_sum) / len(data)}
-        result.update({f"{split}/{name}": value for name, value in accumulator.aggregate().items()})
-        return result
+        batches = ((data.images[start:start + step], data.targets[start:start + step])
+                   for start in range(0, len(data), step))
+        evaluation = inference.Evaluation(self.card, self.loss_fn, per_class=split == "test")
+        inference.evaluate_batches(lambda images: inference.view_outputs(
+            self.model, images, self.config.tta, self.use_bf16, self.channels_last), batches, evaluation)
+        return evaluation.metrics(split)
 
     # ------------------------------------------------------------------- state and resuming
     def state_dict(self) -> dict[str, Any]:

@@ -39,6 +39,7 @@ CV_DIR = "cv"  # `analyze --cv`: its fold trainings (and the refit) are searches
 CV_FILE = "cv.json"  # RUN/cv/cv.json: the latest cross-validation (ranking, fold members, test)
 CV_TABLE = "cv"  # stem of cv.csv / .md / .html in the analysis folder
 CV_FOLD = "cv_fold"  # a fold trial's config key: the fold it validates on (data.folds)
+RESEED_FILE = "reseed.json"  # RUN/reseed/reseed.json: the latest reseeding (its table's rows)
 # ... and by Ray Tune, one folder per trial:
 TRIAL_PREFIX = "trial_"  # trial folders are trial_<trial id> (search.tuner names them)
 RESULT_FILE = "result.json"  # Ray: every report of a trial, one JSON object per line (also train's result)
@@ -59,6 +60,8 @@ DATA_FILE = "data.json"
 METRICS_FILE = "metrics.csv"
 BEST_CHECKPOINT = "best.pt"
 # RESULT_FILE (above) holds its test metrics.
+# A folder `visiontune export` writes: the graph (model_formats.FORMATS names its file) and
+MODEL_CARD = "model.json"  # the model card: what the graph takes and gives, how it was chosen
 
 # ------------------------------------------------------------------- per-epoch report keys
 # Every report of a trial carries the train and validation metrics (metrics.py names them) and:
@@ -240,6 +243,13 @@ class TrialRecord:
         value = self._last(PRECISION)
         return None if value is None else str(value)
 
+    def trained_config(self) -> dict[str, Any]:
+        """The configuration as the trial trained it: with the precision ``auto`` resolved to, so
+        that a retrain or a repeat runs the same numerics."""
+        config = dict(self.config)
+        config[PRECISION] = self.precision() or config.get(PRECISION, "auto")
+        return config
+
     def weights(self) -> int | None:
         """Learnable weights of the trial's model."""
         value = self._last(PARAMS)
@@ -272,15 +282,33 @@ def trial_from_result(result, run_dir: str, max_epochs: int, deadline: float | N
         error=str(result.error).splitlines()[0] if result.error else "")
 
 
+def choose_checkpoint(kept: list[tuple[Any, float | None, int | None]], best_epoch: int) -> Any:
+    """The checkpoint of a trial's best validation score among those kept, as (checkpoint, its
+    score, its epoch) triples; None where none has a score. Ray keeps the best by the metric and the
+    latest, and where two epochs tie it may keep the later, so the best epoch's own checkpoint
+    (``best_epoch``: the first epoch that reached the best, ``TrialRecord.best``) is preferred and
+    the last tied one taken otherwise. The top-k's test evaluation (from Ray's results) and every
+    reader of a run folder choose with this one rule, so they load the same weights."""
+    scored = [(checkpoint, score, epoch) for checkpoint, score, epoch in kept if not is_missing(score)]
+    if not scored:
+        return None
+    best = max(score for _, score, _ in scored)
+    tied = [(checkpoint, epoch) for checkpoint, score, epoch in scored if score == best]
+    return next((checkpoint for checkpoint, epoch in tied if epoch == best_epoch), tied[-1][0])
+
+
 # ---------------------------------------------------------------------------- ranked table
-IGNORED_KEYS = ("task", "epochs")  # set by the search itself, never searched
+SET_BY_SEARCH = ("task", "epochs")  # config keys the search sets itself: never searched, never a --set
 
 
 def varying_parameters(trials: list[TrialRecord]) -> list[str]:
-    """Config keys whose value differs between trials (or is absent in some), first-seen order."""
+    """Config keys whose value differs between trials (or is absent in some), in the order the
+    trials (by id: the order they were created) first set them, so that a table of the same trials
+    has the same columns however they were listed (a conditional parameter, set by later trials
+    only, comes where its first trial puts it)."""
     keys: list[str] = []
-    for trial in trials:
-        keys.extend(k for k in trial.config if k not in keys and k not in IGNORED_KEYS)
+    for trial in sorted(trials, key=lambda trial: trial.trial_id):
+        keys.extend(k for k in trial.config if k not in keys and k not in SET_BY_SEARCH)
     return [k for k in keys if len({repr(t.config.get(k)) for t in trials}) > 1]
 
 

@@ -74,6 +74,19 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+TRAINER_STATE = "trainer"  # a trial checkpoint's key of the Trainer's state (engine.Trainer.state_dict)
+
+
+def weights_of(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], bool | None]:
+    """(model weights, whether the model trained in bf16, None where not recorded) of a loaded
+    checkpoint: a trial's full state (``trainables.loop``) or a train run's ``best.pt`` (the
+    weights alone)."""
+    trainer = state.get(TRAINER_STATE)
+    if isinstance(trainer, dict) and "model" in trainer:
+        return trainer["model"], trainer.get("bf16")
+    return state, None
+
+
 class MetricsLog:
     """Appends one CSV row per epoch, flushed at once so a live run can be read."""
 

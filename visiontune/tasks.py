@@ -1,8 +1,11 @@
-"""The built-in tasks: the data sets visiontune reads by name, their kind, shape and default split.
+"""The built-in tasks: the data sets visiontune reads by name, their kind, shape, classes and
+default split.
 
-Only the data loader (``data.load_splits``) looks a task up here: it turns the name into arrays
-and a data-set card (``data.card``), and from then on the card is the task. What follows from
-the kind alone (metrics, default model, losses) is in ``kinds``.
+Words: a *task* is what a command is given to train on, a built-in task's name (these) or the path
+of a user's data set (``TrainConfig.task``, ``SearchOptions.task``, ``DataSplits.task`` hold that
+string); its *kind* (classification or segmentation, ``kinds.Kind``) is what follows for metrics,
+models and outputs. Only the data loader (``data.load_splits``) looks a task up here: it turns
+the name into arrays and a data-set card (``data.card``), and from then on the card is the task.
 """
 
 from __future__ import annotations
@@ -25,6 +28,14 @@ class TaskSpec:
     val_size: int  # default validation split carved from the training set
     synthetic_sizes: tuple[int, int]  # (train+val, test) of the synthetic stand-in
     synthetic_val_size: int
+    class_names: tuple[str, ...] = ()  # empty: the class indices as names
+    # The channels of the decoded RGB file the model sees (None: as decoded): what predict keeps.
+    keep_channels: tuple[int, ...] | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        """The class names in index order."""
+        return list(self.class_names) or [str(index) for index in range(self.num_classes)]
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -36,7 +47,9 @@ TASKS: dict[str, TaskSpec] = {
     "warwick": TaskSpec(
         name="warwick", kind="segmentation", description="WARWICK (GlaS) gland segmentation, 128x128, 2 stains",
         in_channels=2, image_size=128, num_classes=2, val_size=17, synthetic_sizes=(48, 16),
-        synthetic_val_size=12,
+        synthetic_val_size=12, class_names=("background", "gland"),
+        # Its PNGs are RGB holding the two stains in R and G (B is zero): the model sees those two.
+        keep_channels=(0, 1),
     ),
 }
 

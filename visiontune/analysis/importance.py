@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from visiontune.analysis.load import RunRecord
+from visiontune.runfolder import SearchRun
 from visiontune.record import is_missing, metric_mode
 from visiontune.record import Status
 
@@ -31,7 +31,7 @@ def _distribution(values: list[Any]):
     return CategoricalDistribution(sorted({v for v in values}, key=repr))
 
 
-def parameter_importance(run: RunRecord, parameters: list[str], metric: str | None = None) -> tuple[dict[str, float], str]:
+def parameter_importance(run: SearchRun, parameters: list[str], metric: str | None = None) -> tuple[dict[str, float], str]:
     """PED-ANOVA importances of the searched parameters, and a description of the trials used.
 
     Uses the finished trials (full budget, comparable scores); with fewer than four of them,

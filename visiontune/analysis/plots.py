@@ -17,11 +17,12 @@ from matplotlib import cm, colors
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from visiontune.analysis.load import RunRecord
+from visiontune.colours import PALETTE, class_colour, colour
+
+from visiontune.runfolder import SearchRun
 from visiontune.record import DIVERGED, EPOCH, EPOCH_TIME, ITERATION_TIME, TIMESTAMP, TrialRecord, is_missing, metric_mode
 
 DPI = 100
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
 def save(figure: Figure, path: Path) -> Path:
@@ -30,16 +31,13 @@ def save(figure: Figure, path: Path) -> Path:
     return path
 
 
-def _train_metric(metric: str) -> str | None:
-    return {"val/acc": "train/acc", "val/dice": "train/dice_pooled"}.get(metric)
-
-
-def learning_curves(trials: list[TrialRecord], metric: str, title: str) -> Figure:
-    """Train and validation loss, and the validation metric, per epoch, for the given trials."""
+def learning_curves(trials: list[TrialRecord], metric: str, title: str, train_metric: str | None = None) -> Figure:
+    """Train and validation loss, and the validation metric, per epoch, for the given trials
+    (``train_metric``: the running training figure to draw dashed beside it)."""
     figure = Figure(figsize=(12, 4.5))
     loss_axes, metric_axes = figure.subplots(1, 2)
     for index, trial in enumerate(trials):
-        color, frame = PALETTE[index % len(PALETTE)], trial.epochs
+        color, frame = colour(index), trial.epochs
         if frame.empty:
             continue
         label = f"#{index + 1} {trial.trial_id}"
@@ -49,7 +47,6 @@ def learning_curves(trials: list[TrialRecord], metric: str, title: str) -> Figur
             loss_axes.plot(frame[EPOCH], frame["val/loss"], "-", color=color, label=label)
         if metric in frame:
             metric_axes.plot(frame[EPOCH], frame[metric], "-", color=color, label=label)
-        train_metric = _train_metric(metric)
         if train_metric and train_metric in frame:
             metric_axes.plot(frame[EPOCH], frame[train_metric], "--", color=color, alpha=0.7)
     loss_axes.set(title="loss (solid: validation, dashed: training)", xlabel="epoch", ylabel="loss")
@@ -62,7 +59,7 @@ def learning_curves(trials: list[TrialRecord], metric: str, title: str) -> Figur
     return figure
 
 
-def anytime_points(run: RunRecord, metric: str | None = None) -> pd.DataFrame:
+def anytime_points(run: SearchRun, metric: str | None = None) -> pd.DataFrame:
     """Every epoch report of the search in time order, with cumulative compute and best-so-far."""
     metric = metric or run.metric
     mode = metric_mode(metric)
@@ -91,7 +88,7 @@ def anytime_points(run: RunRecord, metric: str | None = None) -> pd.DataFrame:
     return points
 
 
-def anytime(runs: list[RunRecord], metric: str | None = None, title: str = "") -> Figure:
+def anytime(runs: list[SearchRun], metric: str | None = None, title: str = "") -> Figure:
     """Best validation metric so far against cumulative trial-epochs and compute seconds."""
     figure = Figure(figsize=(12, 4.5))
     epochs_axes, seconds_axes = figure.subplots(1, 2)
@@ -99,7 +96,7 @@ def anytime(runs: list[RunRecord], metric: str | None = None, title: str = "") -
         points = anytime_points(run, metric)
         if points.empty:
             continue
-        color = PALETTE[index % len(PALETTE)]
+        color = colour(index)
         epochs_axes.step(points["trial_epochs"], points["best"], where="post", color=color, label=run.name)
         seconds_axes.step(points["compute_s"] / 60, points["best"], where="post", color=color, label=run.name)
     shown = metric or runs[0].metric
@@ -134,7 +131,7 @@ def _axis_values(values: list[Any]) -> tuple[np.ndarray, list[tuple[float, str]]
     return mapped, [(position[c], c) for c in categories]
 
 
-def parallel_coordinates(run: RunRecord, parameters: list[str], metric: str | None = None) -> Figure:
+def parallel_coordinates(run: SearchRun, parameters: list[str], metric: str | None = None) -> Figure:
     """One line per trial across the searched parameters, coloured by its best validation metric."""
     metric = metric or run.metric
     mode = metric_mode(metric)
@@ -250,7 +247,7 @@ def stain_rgb(image: np.ndarray) -> np.ndarray:
 
 def class_colours(count: int) -> colors.ListedColormap:
     """One colour per class, the background black (a mask drawn with it shows each class apart)."""
-    return colors.ListedColormap(["#000000"] + [PALETTE[i % len(PALETTE)] for i in range(count - 1)])
+    return colors.ListedColormap(["#000000"] + [class_colour(i) for i in range(1, count)])
 
 
 def best_and_worst(images: np.ndarray, target: np.ndarray, predicted: np.ndarray, dice: np.ndarray,

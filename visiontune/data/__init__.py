@@ -16,16 +16,13 @@ from pathlib import Path
 from visiontune.data.card import build_card
 from visiontune.data.paths import resolve_data_dir
 from visiontune.data.spec import SPEC_FILE
-from visiontune.data.splits import DataSplits, ImageSet, limit, split_train_val
+from visiontune.data.splits import VAL_FRACTION, DataSplits, ImageSet, limit, split_train_val
 from visiontune.errors import ConfigError, DataError
 from visiontune.tasks import TASKS, get_task
 
 # A task's fixed validation size applies where it leaves most images to train on; otherwise
-# (the course's MNIST folders with 3,000 images against MNIST's 5,000) this fraction does.
-FIXED_VAL_AT_MOST, VAL_FRACTION = 0.25, 0.1
-CLASS_NAMES = {"mnist": [str(d) for d in range(10)], "warwick": ["background", "gland"]}
-# WARWICK's PNGs are RGB holding the two stains in R and G (B is zero): the model sees those two.
-BUILTIN_KEEP_CHANNELS = {"warwick": [0, 1]}
+# (the course's MNIST folders with 3,000 images against MNIST's 5,000) VAL_FRACTION does.
+FIXED_VAL_AT_MOST = 0.25
 
 
 def is_builtin(name: str) -> bool:
@@ -76,19 +73,19 @@ def _load_builtin(task: str, data_dir, synthetic: bool, val_size: int | None, sp
         full = make(full_count, seed=1000 + split_seed, size=spec.image_size, channels=spec.in_channels)
         test = make(test_count, seed=2000 + split_seed, size=spec.image_size, channels=spec.in_channels)
         source, default_val = f"synthetic {task} (generated)", spec.synthetic_val_size
-        classes = CLASS_NAMES.get(task) or [str(c) for c in range(spec.num_classes)]
+        classes = spec.classes
     else:
         root = resolve_data_dir(data_dir)
         if spec.name == "mnist":
             from visiontune.data.mnist import load_mnist
 
             full, test, source = load_mnist(root, download=download)
-            classes = CLASS_NAMES["mnist"]
+            classes = spec.classes
         elif spec.name == "warwick":
             from visiontune.data.warwick import load_warwick
 
             full, test, source = load_warwick(root)
-            classes = CLASS_NAMES["warwick"]
+            classes = spec.classes
         else:
             from visiontune.data.torchvision_sets import load_torchvision_set
 
@@ -100,7 +97,7 @@ def _load_builtin(task: str, data_dir, synthetic: bool, val_size: int | None, sp
     how = f"validation: {len(val)} images carved by a seeded permutation of the training set; test as given"
     card = build_card(name=task, kind=spec.kind, classes=classes, train=train, val=val, test=test, seed=split_seed,
                       how=how, source=source, choices=choices, description=spec.description,
-                      keep_channels=BUILTIN_KEEP_CHANNELS.get(task))
+                      keep_channels=list(spec.keep_channels) if spec.keep_channels else None)
     return DataSplits(task=task, train=train, val=val, test=test, split_seed=split_seed, source=source, card=card)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from visiontune.data.images import FileSource, FolderSource, ZipSource
+from visiontune.file_sources import FileSource
 from visiontune.data.paths import default_cache_dir
 
 FORMAT = 2  # bump when what an entry holds changes
@@ -29,26 +29,11 @@ def cache_dir() -> Path:
     return default_cache_dir() / "datasets"
 
 
-def file_stamps(source: FileSource, files: list[str]) -> list[tuple[str, int, int]]:
-    """(name, size, modification time, or a zip member's CRC) of each file of a source."""
-    if isinstance(source, ZipSource):
-        infos = [source.archive.getinfo(name) for name in files]
-        return [(name, info.file_size, info.CRC) for name, info in zip(files, infos)]
-    if isinstance(source, FolderSource):
-        root = str(source.root)
-        stamps = []
-        for name in files:
-            stat = os.stat(os.path.join(root, name))
-            stamps.append((name, stat.st_size, stat.st_mtime_ns))
-        return stamps
-    raise TypeError(f"no file stamps for {type(source).__name__}")
-
-
 def cache_key(source: FileSource, files: list[str], settings: dict[str, Any]) -> str:
     """The key of a data set's entry: its files' stamps and the reading settings."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"format": FORMAT, "where": source.describe(""), **settings}, sort_keys=True).encode())
-    digest.update(repr(file_stamps(source, files)).encode())
+    digest.update(repr(source.stamps(files)).encode())
     return digest.hexdigest()[:32]
 
 

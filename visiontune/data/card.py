@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from visiontune.kinds import TaskKind, task_kind
+from visiontune.kinds import Kind, get_kind
 
 
 @dataclass
@@ -49,9 +49,9 @@ class DatasetCard:
         return len(self.classes)
 
     @property
-    def task_kind(self) -> TaskKind:
+    def kind_spec(self) -> Kind:
         """What the card's kind implies: metrics, default model, losses, test-time augmentation."""
-        return task_kind(self.kind)
+        return get_kind(self.kind)
 
     def to_dict(self) -> dict[str, Any]:
         """The card as a plain dict (``data.json``)."""
@@ -119,7 +119,7 @@ def build_card(*, name: str, kind: str, classes: list[str], train, val, test, se
         name=name, kind=kind, classes=list(classes), channels=int(train.images.shape[1]),
         image_size=[int(train.images.shape[2]), int(train.images.shape[3])], mean=mean, std=std,
         split={"sizes": {key: len(part) for key, part in splits.items()}, "seed": seed, "how": how},
-        augmentations=list(augmentations if augmentations is not None else task_kind(kind).augmentations),
+        augmentations=list(augmentations if augmentations is not None else get_kind(kind).augmentations),
         source=source, description=description, keep_channels=list(keep_channels) if keep_channels else None,
         counts={key: class_counts(part.targets, kind, classes) for key, part in splits.items()},
         original_sizes=size_summary(original_sizes if original_sizes is not None

@@ -1,9 +1,9 @@
 """Decoding a data set's files, in parallel processes for large folders, with a progress bar.
 
-The decoding itself is ``visiontune.imageio``'s (Pillow). Pillow holds the GIL for most of the
+The decoding itself is ``visiontune.image_files``' (Pillow). Pillow holds the GIL for most of the
 work on small images, so threads do not help; a large folder (``PARALLEL_FROM`` files or more)
 is cut into chunks that a pool of processes, one per core, decodes (forked on Linux; spawned
-where forking is not available, and ``imageio`` imports no torch so that they start quickly).
+where forking is not available, and ``image_files`` imports no torch so that they start quickly).
 """
 
 from __future__ import annotations
@@ -17,20 +17,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from visiontune import imageio
-from visiontune.data.images import FileSource, FolderSource, ZipSource
+from visiontune import image_files
+from visiontune.file_sources import FileSource
 
 PARALLEL_FROM = 2000  # files: fewer decode in about a second in this process
 CHUNK = 500  # files per task of the pool
-
-
-def source_spec(source: FileSource) -> tuple[str, str]:
-    """The picklable name of a file source, as ``imageio``'s chunk functions take it."""
-    if isinstance(source, ZipSource):
-        return "zip", str(source.path)
-    if isinstance(source, FolderSource):
-        return "folder", str(source.root)
-    raise TypeError(f"cannot decode from a {type(source).__name__}")
 
 
 class ProgressBar:
@@ -57,17 +48,19 @@ class ProgressBar:
 
 
 class Decoder:
-    """Runs ``imageio`` chunk functions over a source's files, in this process or in a pool.
+    """Runs ``image_files`` chunk functions over a source's files, in this process or in a pool.
 
     Use as a context manager: the pool (if any) is started once for every pass over the files
     (headers, images, masks) and stopped at the end, also when a file turns out to be broken.
+    ``source`` may be None where the caller submits its own work (files of several sources) to
+    ``pool``.
     """
 
-    def __init__(self, source: FileSource, count: int) -> None:
-        self.spec = source_spec(source)
+    def __init__(self, source: FileSource | None, count: int) -> None:
+        self.source = source
         cores = len(os.sched_getaffinity(0))
         # Forked where the system can (as torch's DataLoader does): no re-import of the caller's
-        # script, and a start in milliseconds. The children run only imageio (numpy and Pillow),
+        # script, and a start in milliseconds. The children run only image_files (numpy and Pillow),
         # never torch or Ray, so the threads those keep in this process do not matter to them.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         self.pool: Executor | None = (ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context(method))
@@ -82,18 +75,18 @@ class Decoder:
 
     def run_uniform(self, names: Sequence[str], channels: int, size: tuple[int, int], grey_only: bool
                     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Images and headers in one pass (``imageio.uniform_images_chunk``); None where a file
+        """Images and headers in one pass (``image_files.uniform_images_chunk``); None where a file
         has another size (or is colour where all were taken for grey)."""
         images = np.empty((len(names), channels, size[0], size[1]), dtype=np.uint8)
         headers = np.zeros((len(names), 3), dtype=np.int64)
         bar = ProgressBar(len(names), "decoding images")
         starts = range(0, len(names), CHUNK)
-        arguments = [(self.spec, list(names[start:start + CHUNK]), channels, size, grey_only) for start in starts]
+        arguments = [(self.source, list(names[start:start + CHUNK]), channels, size, grey_only) for start in starts]
         if self.pool is None:
-            results = (imageio.uniform_images_chunk(*args) for args in arguments)
+            results = (image_files.uniform_images_chunk(*args) for args in arguments)
             pairs = zip(starts, results)
         else:
-            futures = {self.pool.submit(imageio.uniform_images_chunk, *args): start
+            futures = {self.pool.submit(image_files.uniform_images_chunk, *args): start
                        for start, args in zip(starts, arguments)}
             pairs = ((futures[future], future.result()) for future in as_completed(futures))
         for start, (part, part_headers, uniform) in pairs:
@@ -105,17 +98,17 @@ class Decoder:
 
     def run(self, function: Callable, columns: Sequence[Sequence[Any]], constants: tuple, out: np.ndarray,
             label: str) -> np.ndarray:
-        """``out[i:j] = function(spec, *(column[i:j] for column in columns), *constants)`` over chunks."""
+        """``out[i:j] = function(source, *(column[i:j] for column in columns), *constants)`` over chunks."""
         total = len(columns[0])
         bar = ProgressBar(total, label)
         starts = range(0, total, CHUNK)
         if self.pool is None:
             for start in starts:
-                part = function(self.spec, *(list(c[start:start + CHUNK]) for c in columns), *constants)
+                part = function(self.source, *(list(c[start:start + CHUNK]) for c in columns), *constants)
                 out[start:start + len(part)] = part
                 bar.advance(len(part))
             return out
-        futures = {self.pool.submit(function, self.spec, *(list(c[start:start + CHUNK]) for c in columns), *constants):
+        futures = {self.pool.submit(function, self.source, *(list(c[start:start + CHUNK]) for c in columns), *constants):
                    start for start in starts}
         for future in as_completed(futures):
             part = future.result()  # a broken file's DataError is raised here, in this process

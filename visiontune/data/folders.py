@@ -23,10 +23,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from visiontune.data.images import FileSource, FolderSource, ZipSource
 from visiontune.data.spec import SPEC_FILE, DatasetSpec, parse_spec
 from visiontune.errors import DataError
-from visiontune.imageio import IMAGE_SUFFIXES, MASK_SUFFIXES, skip_reason
+from visiontune.file_sources import FileSource, FolderSource, ZipSource
+from visiontune.image_files import IMAGE_SUFFIXES, MASK_SUFFIXES, skip_reason
 
 SPLIT_NAMES = ("train", "val", "test")
 MASK_STEM_SUFFIXES = ("_mask", "_label", "_labels", "_gt", "_seg")
@@ -60,6 +60,15 @@ class Layout:
     @property
     def given_splits(self) -> list[str]:
         return sorted({item.split for item in self.items if item.split}, key=SPLIT_NAMES.index)
+
+    def truth(self, target: int | str):
+        """An item's label as predictions are scored against it: its class's name, or its mask
+        (class indices at the image's own size)."""
+        if self.kind == "classification":
+            return self.classes[target]
+        from visiontune.image_files import decode_mask
+
+        return decode_mask(self.source.read(target), self.source.describe(target), None)
 
 
 def _join(*parts: str) -> str:

@@ -4,8 +4,8 @@ The train and validation splits are pooled (train first, then validation, in the
 order) and every pooled image is dealt to one of K folds by a seeded draw, stratified by class
 for classification. A fold trial trains on the other K-1 folds and validates on its own; the
 test split is left out of the pooled data altogether, so nothing that trains or ranks by fold
-can read it. ``DataSplits.folds`` carries the assignment to the trials; ``for_fold(k)`` makes
-fold k's splits (``k == K``: all pooled images to train on, for the refit).
+can read it. ``DataSplits.folds`` carries the assignment to the trials; ``fold_splits(k)`` makes
+fold k's splits, ``refit_splits`` the refit's (every pooled image to train on).
 """
 
 from __future__ import annotations
@@ -48,27 +48,31 @@ def pooled_for_cv(splits: DataSplits, folds: int, seed: int) -> DataSplits:
     validation and test splits empty."""
     pool = ImageSet(torch.cat([splits.train.images, splits.val.images]),
                     torch.cat([splits.train.targets, splits.val.targets]))
-    labels = pool.targets if splits.card.kind == "classification" else None
+    labels = pool.targets if splits.card.kind_spec.stratified else None
     empty = pool.subset(torch.arange(0))
     return dataclasses.replace(splits, train=pool, val=empty, test=empty,
                                folds=assign_folds(len(pool), folds, seed, labels))
 
 
 def fold_splits(pooled: DataSplits, fold: int) -> DataSplits:
-    """Fold ``fold``'s splits of pooled data: train on the other folds, validate on this one; with
-    ``fold`` equal to the number of folds, train on every pooled image (the refit; its
-    validation figures are then of fold 0's images, which it trains on, and choose nothing)."""
+    """Fold ``fold``'s splits of pooled data: train on the other folds, validate on this one."""
     if pooled.folds is None:
         raise ValueError("fold_splits needs pooled data (pooled_for_cv)")
     count = int(pooled.folds.max()) + 1
-    if not 0 <= fold <= count:
+    if not 0 <= fold < count:
         raise ValueError(f"fold {fold} of {count}")
-    if fold == count:
-        train, val = pooled.train, pooled.train.subset((pooled.folds == 0).nonzero().flatten())
-    else:
-        train = pooled.train.subset((pooled.folds != fold).nonzero().flatten())
-        val = pooled.train.subset((pooled.folds == fold).nonzero().flatten())
+    train = pooled.train.subset((pooled.folds != fold).nonzero().flatten())
+    val = pooled.train.subset((pooled.folds == fold).nonzero().flatten())
     return dataclasses.replace(pooled, train=train, val=val, folds=None)
 
 
-__all__ = ["assign_folds", "fold_splits", "pooled_for_cv"]
+def refit_splits(pooled: DataSplits) -> DataSplits:
+    """The refit's splits of pooled data: train on every pooled image. Its validation figures are
+    of fold 0's images, which it trains on: they choose nothing (the refit keeps its last epoch),
+    and one fold keeps their cost at a fold trial's."""
+    if pooled.folds is None:
+        raise ValueError("refit_splits needs pooled data (pooled_for_cv)")
+    return dataclasses.replace(pooled, val=pooled.train.subset((pooled.folds == 0).nonzero().flatten()), folds=None)
+
+
+__all__ = ["assign_folds", "fold_splits", "pooled_for_cv", "refit_splits"]

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from visiontune.data.images import FileSource, FolderSource, ZipSource, decode_png, iter_pngs
+from visiontune.file_sources import FileSource, FolderSource, ZipSource
+from visiontune.image_files import decode_png
 from visiontune.data.splits import ImageSet
 from visiontune.errors import DataError
 
@@ -117,7 +118,7 @@ def load_png_split(source: FileSource, folder: str) -> ImageSet:
             continue
         if name not in {str(d) for d in range(10)}:
             raise DataError(f"{source.describe(folder + '/' + name)}: unexpected folder; expected digit folders 0-9")
-        for path in iter_pngs(source, f"{folder}/{name}"):
+        for path in source.files_in(f"{folder}/{name}", (".png",)):
             pixels = decode_png(source.read_bytes(path), source.describe(path))
             if pixels.ndim == 3:
                 pixels = pixels[..., 0]  # grey PNGs saved as RGB carry the grey level in every channel

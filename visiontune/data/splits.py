@@ -15,6 +15,9 @@ import torch
 
 from visiontune.errors import ConfigError
 
+# Where a data set gives no validation (or test) split, this share of its images is carved off.
+VAL_FRACTION, TEST_FRACTION = 0.1, 0.2
+
 if TYPE_CHECKING:
     from visiontune.data.card import DatasetCard
 

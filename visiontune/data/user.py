@@ -14,18 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from visiontune import imageio
+from visiontune import image_files
 from visiontune.data import cache
 from visiontune.data.card import build_card
 from visiontune.data.decode import Decoder
 from visiontune.data.folders import Layout, find_layout
 from visiontune.data.spec import SPEC_FILE, parse_image_size
-from visiontune.data.splits import DataSplits, ImageSet, carve, limit
+from visiontune.data.splits import TEST_FRACTION, VAL_FRACTION, DataSplits, ImageSet, carve, limit
 from visiontune.errors import DataError
 
 MAX_SIDE = 256  # the default size is the median, capped here: larger images cost memory, not accuracy here
 MEMORY_FRACTION = 0.5  # of the available memory, the default limit for decoded arrays
-VAL_FRACTION, TEST_FRACTION = 0.1, 0.2
 
 
 def available_memory() -> int:
@@ -104,7 +103,7 @@ def _read(layout: Layout, requested: list[int] | None, max_data_gb: float | None
     segmentation, where = layout.kind == "segmentation", layout.source.describe(layout.root)
     with Decoder(layout.source, len(items)) as decoder:
         decoded = None
-        sample = imageio.headers_chunk(decoder.spec, [names[i] for i in _sample(len(names))])
+        sample = image_files.headers_chunk(layout.source, [names[i] for i in _sample(len(names))])
         if requested is None and len({(int(h), int(w)) for h, w, _ in sample}) == 1:
             # The common case, one size for all: every file is read once (two passes otherwise).
             size = (int(sample[0, 0]), int(sample[0, 1]))
@@ -117,12 +116,12 @@ def _read(layout: Layout, requested: list[int] | None, max_data_gb: float | None
             _choose_size(headers, requested, choices)  # for the choices it records: one size, kept
             _choose_channels(headers, layout.spec.channels, choices)
         else:
-            headers = decoder.run(imageio.headers_chunk, [names], (), np.zeros((len(items), 3), dtype=np.int64),
+            headers = decoder.run(image_files.headers_chunk, [names], (), np.zeros((len(items), 3), dtype=np.int64),
                                   "reading image headers")
             size = _choose_size(headers, requested, choices)
             channels = _choose_channels(headers, layout.spec.channels, choices)
             _check_memory(len(items), channels, size, segmentation, max_data_gb, where)
-            images = decoder.run(imageio.images_chunk, [names], (channels, size),
+            images = decoder.run(image_files.images_chunk, [names], (channels, size),
                                  np.empty((len(items), channels, size[0], size[1]), dtype=np.uint8),
                                  "decoding images")
         if layout.spec.keep_channels:
@@ -133,7 +132,7 @@ def _read(layout: Layout, requested: list[int] | None, max_data_gb: float | None
         if layout.kind == "classification":
             return {"images": images, "targets": np.array([item.target for item in items], dtype=np.int64)}, headers
         shapes = [(int(h), int(w)) for h, w, _ in headers]
-        masks = decoder.run(imageio.masks_chunk, [[item.target for item in items], names, shapes],
+        masks = decoder.run(image_files.masks_chunk, [[item.target for item in items], names, shapes],
                             (len(layout.classes) or None, size), np.empty((len(items), size[0], size[1]), np.uint8),
                             "decoding masks")
         return {"images": images, "targets": masks}, headers

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from visiontune.data.images import FileSource, FolderSource, ZipSource, decode_png, iter_pngs
+from visiontune.file_sources import FileSource, FolderSource, ZipSource
+from visiontune.image_files import decode_png
 from visiontune.data.splits import ImageSet
 from visiontune.errors import DataError
 
@@ -27,7 +28,7 @@ def _pairs(source: FileSource, folder: str) -> list[tuple[str, str]]:
     if not source.is_dir(folder):
         raise DataError(f"{source.describe(folder)}: missing folder (expected image_NN.png and label_NN.png files)")
     found: dict[str, dict[int, str]] = {"image": {}, "label": {}}
-    for path in iter_pngs(source, folder):
+    for path in source.files_in(folder, (".png",)):
         match = _NAME.match(path.rsplit("/", 1)[-1])
         if match:
             found[match.group(1).lower()][int(match.group(2))] = path

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from torch import nn
 
 from visiontune.errors import ConfigError
+from visiontune.kinds import KINDS
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 def register_model(name: str, kind: str, description: str) -> Callable:
     """Decorator recording ``builder`` under ``name`` for task kind ``kind``."""
-    if kind not in ("classification", "segmentation"):
+    if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}")
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:

@@ -7,10 +7,12 @@ bounded disk apply to all of them. Its modules, one concern each:
 - ``options``: :class:`SearchOptions` (the CLI is generated from it) and the checks that make a
   :class:`SearchPlan` before Ray starts;
 - ``session``: a local Ray on loopback or ``--address``; resource checks;
-- ``tuner`` and ``tuning``: the Ray Tune ``Tuner`` (searcher, scheduler, trainable, storage) and
-  visiontune's searcher and scheduler subclasses;
+- ``tuner``: the Ray Tune ``Tuner`` (searcher, scheduler, trainable, storage, its restoration);
+  ``algorithms``: visiontune's subclasses of Ray Tune's searcher and scheduler;
 - ``progress``: the live display; ``retention``: deleting checkpoints no one can need;
-- ``finish``: ranking, the one look at test for the top-k, the run folder's summary files.
+- ``recovery``: on resume, each trial goes on from the newest checkpoint it completed;
+- ``finish``: ranking, the one look at test for the top-k (through the model layer,
+  ``trained``), the run folder's summary files.
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ def _run_folder(options: SearchOptions, resume: bool) -> tuple[SearchOptions, Ru
 def run_search(options: SearchOptions, resume: bool = False, progress: Callable[[str], None] = print_now,
                trial_function: Callable | None = None, status_interval_s: float = 20.0,
                stopper=None) -> dict[str, Any]:
-    """Run (or, with ``resume``, continue) a search; returns its summary.
+    """Run (or, with ``resume``, continue) a search; returns its summary. The analysis report
+    (``options.report``) is the caller's to write: ``visiontune search`` runs ``analysis`` on the
+    run folder afterwards; the search service itself renders nothing.
 
     ``trial_function`` replaces the task's trainable (tests use it to inject faults; the
     search-efficiency benchmark to measure). ``stopper`` (a ``ray.tune.Stopper``) can end a new
@@ -63,9 +67,11 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
     check_numbers(options)  # what needs no data, before loading it
     splits = options.load_splits(options.task)
     if options.cv_folds:  # a fold search: train+validation pooled and dealt into folds; no test images
-        from visiontune.data.folds import pooled_for_cv
+        from visiontune.data.folds import pooled_for_cv, refit_splits
 
         splits = pooled_for_cv(splits, options.cv_folds, options.split_seed)
+        if options.cv_refit:
+            splits = refit_splits(splits)
     plan = check_options(options, splits.card)  # everything checked before Ray starts or a file is written
     with ray_session(options.address, progress):
         from visiontune.search import finish, tuner
@@ -100,8 +106,6 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
                                     f"--storage {options.storage}")
         summary = finish.finish_search(result_grid, options, plan, splits, store, retention.deleted, progress)
         summary["fit_s"] = fit_seconds  # the trials' phase alone, without data loading and the test look
-    if options.report:
-        summary["report"] = finish.write_report(store, options.top_k, progress)
     return summary
 
 

@@ -16,21 +16,19 @@ from typing import Any, Callable
 import numpy as np
 
 from visiontune import record, runs
-from visiontune.config import config_from_dict
 from visiontune.data.splits import DataSplits
-from visiontune.engine import Trainer
-from visiontune.metrics import dice_per_image, segmentation_map
 from visiontune.record import TrialRecord
 from visiontune.search.options import SearchOptions, SearchPlan
 from visiontune.storage import RunStore
+from visiontune.trained import TrainedModel
 
 
-def best_checkpoint(result, metric: str):
-    """The checkpoint of a trial's best validation epoch (Ray keeps it beside the latest)."""
-    candidates = [(c, m) for c, m in (result.best_checkpoints or []) if m.get(metric) is not None]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda pair: pair[1][metric])[0]
+def best_checkpoint(result, metric: str, best_epoch: int):
+    """The checkpoint of a trial's best validation epoch among those Ray kept (the best and the
+    latest), chosen by the rule every reader of the run folder uses (``record.choose_checkpoint``)."""
+    kept = [(checkpoint, metrics.get(metric), metrics.get(record.EPOCH))
+            for checkpoint, metrics in (result.best_checkpoints or [])]
+    return record.choose_checkpoint(kept, best_epoch)
 
 
 def load_trial_state(checkpoint) -> dict[str, Any]:
@@ -39,46 +37,31 @@ def load_trial_state(checkpoint) -> dict[str, Any]:
         return runs.load_checkpoint(Path(folder) / record.STATE_FILE)
 
 
-def evaluate_on_test(config: dict[str, Any], state: dict[str, Any], data: DataSplits,
-                     device: str = "auto") -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Test metrics of a saved model, and the predictions analysis needs (confusion, per-image Dice)."""
-    trainer = Trainer(config_from_dict(dict(config), "trial config"), data, device=device)
-    trainer.model.load_state_dict(state["trainer"]["model"])
-    metrics = trainer.evaluate("test")
-    logits = trainer.predict("test")
-    targets = data.test.targets
-    if trainer.card.kind == "classification":
-        predicted = logits.argmax(1)
-        wrong = (predicted != targets).nonzero().flatten()
-        arrays = {"predicted": predicted.numpy().astype(np.uint8), "target": targets.numpy().astype(np.uint8),
-                  "wrong_index": wrong.numpy(), "wrong_images": data.test.images[wrong].numpy()}
-    else:
-        masks = segmentation_map(logits)
-        arrays = {"dice": dice_per_image(masks, targets, trainer.card.num_classes).numpy(), "predicted": masks.numpy().astype(np.uint8),
-                  "target": targets.numpy().astype(np.uint8), "images": data.test.images.numpy()}
-    return metrics, arrays
-
-
 def evaluate_top_k(results: dict[str, Any], ranked: list[tuple[TrialRecord, float | None, int]], metric: str,
                    data: DataSplits, top_k: int, progress: Callable[[str], None]) -> tuple[dict[str, dict], dict[str, bytes]]:
-    """Evaluate the ``top_k`` best trials once on the test split, from their best checkpoints.
+    """Evaluate the ``top_k`` best trials once on the test split, from their best checkpoints,
+    through the model layer (``trained.TrainedModel``: what predict and export run), each at the
+    precision it trained in.
 
     ``results`` maps trial ids to their ``ray.tune.Result``. Returns ``{trial_id: {"rank", "best_epoch", "best_METRIC", "test/...", "config"}}`` and, per
     trial, the predictions as ``.npz`` bytes.
     """
     evaluated, predictions = {}, {}
-    candidates = [(trial, value) for trial, value, _ in ranked if value is not None][:top_k]
-    for position, (trial, value) in enumerate(candidates, start=1):
-        checkpoint = best_checkpoint(results[trial.trial_id], metric)
+    candidates = [(trial, value, epoch) for trial, value, epoch in ranked if value is not None][:top_k]
+    for position, (trial, value, epoch) in enumerate(candidates, start=1):
+        checkpoint = best_checkpoint(results[trial.trial_id], metric, epoch)
         if checkpoint is None:
             progress(f"warning: trial {trial.trial_id} has no checkpoint to evaluate on test; skipped")
             continue
         state = load_trial_state(checkpoint)
-        test_metrics, arrays = evaluate_on_test(trial.config, state, data)
+        weights, bf16 = runs.weights_of(state)
+        model = TrainedModel.from_weights(data.card, [(trial.trained_config(), weights, bool(bf16))],
+                                          source=f"trial {trial.trial_id}")
+        tested = model.evaluate(data.test, "test", artefacts=True)
         evaluated[trial.trial_id] = {"rank": position, record.BEST_EPOCH: int(state[record.BEST_EPOCH]),
-                                     record.best_column(metric): value, **test_metrics, "config": trial.config}
+                                     record.best_column(metric): value, **tested.metrics, "config": trial.config}
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
+        np.savez_compressed(buffer, **tested.artefacts)
         predictions[trial.trial_id] = buffer.getvalue()
     return evaluated, predictions
 
@@ -114,8 +97,8 @@ def finish_search(result_grid, options: SearchOptions, plan: SearchPlan, splits:
     trials = [record.trial_from_result(r, store.root, options.max_epochs, plan.deadline) for r in results]
     ranked = record.rank(trials, metric)
     by_id = {trial.trial_id: result for trial, result in zip(trials, results)}
-    # A fold search (analyze --cv) has no test images: its caller ranks by out-of-fold figures first.
-    tested = 0 if splits.folds is not None else options.top_k
+    # A fold search or refit (analyze --cv) has no test images: its caller ranks by out-of-fold figures first.
+    tested = 0 if options.cv_folds else options.top_k
     test, predictions = evaluate_top_k(by_id, ranked, metric, splits, tested, progress)
     table = record.ranked_table(trials, metric, test)
     store.write_text(record.TRIALS_CSV, table.to_csv(index=False))
@@ -134,13 +117,13 @@ def finish_search(result_grid, options: SearchOptions, plan: SearchPlan, splits:
     for trial in trials:
         counts[trial.status] = counts.get(trial.status, 0) + 1
     _print_ranking(table, metric, tested, counts, store.location, disk, progress)
-    return {"name": options.name, "location": store.location, "trials": len(trials), "status": counts,
+    return {"name": options.name, "location": store.location, "report": options.report, "trials": len(trials), "status": counts,
             "metric": metric, "top": test, "pareto": [point["trial_id"] for point in front], "disk": disk}
 
 
 def _print_ranking(table, metric: str, top_k: int, counts: dict[str, int], location: str, disk: dict[str, Any],
                    progress: Callable[[str], None]) -> None:
-    from visiontune.analysis.tables import to_terminal
+    from visiontune.tables import to_terminal
 
     shown = table.drop(columns=[c for c in (*record.PLACEMENT_COLUMNS, record.PARAMS) if c in table])
     progress(f"\n{sum(counts.values())} trials: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
@@ -148,15 +131,3 @@ def _print_ranking(table, metric: str, top_k: int, counts: dict[str, int], locat
     progress(f"top trials by {metric} (validation; {looked}):\n{to_terminal(shown, max(top_k, 5))}")
     progress(f"run folder: {location} ({disk['bytes'] / 1e6:.1f} MB; checkpoints of "
              f"{len(disk['trials_with_checkpoints'])} trials kept, {disk['checkpoints_deleted']} deleted)")
-
-
-def write_report(store: RunStore, top_k: int, progress: Callable[[str], None]) -> str | None:
-    """The analysis report of a finished search, where its run folder is on this machine."""
-    if store.local_dir is None:
-        progress(f"report: fetch {store.location} and run visiontune analyze on it")
-        return None
-    from visiontune.analysis import analyze_run
-
-    report = analyze_run(store.local_dir, top=top_k, progress=lambda line: None)
-    progress(f"report: {report}")
-    return str(report)

@@ -106,6 +106,8 @@ class SearchOptions(TrialResources, DataOptions):
     # Set by `analyze --cv` for its fold trainings: trials train on K folds of train+validation
     # (config key record.CV_FOLD), the test split is not loaded into them and not evaluated.
     cv_folds: int = option(0, "cross-validation folds of a fold search", cli=False)
+    # ... and for its refit: the trials train on all K folds (data.folds.refit_splits).
+    cv_refit: bool = option(False, "a refit on every fold of a cross-validation", cli=False)
 
 
 # Options that --resume takes from the command line; everything else comes from search.json.
@@ -213,7 +215,7 @@ def check_numbers(options: SearchOptions) -> None:
 def check_options(options: SearchOptions, card: DatasetCard) -> SearchPlan:
     """Validate every option against the data set ``card`` describes and resolve the space; a
     :class:`ConfigError` naming the first problem."""
-    kind = card.task_kind
+    kind = card.kind_spec
     metric = options.metric or kind.val_metric
     if metric not in kind.val_metrics:
         raise ConfigError(f"--metric must be one of {', '.join(kind.val_metrics)} for {card.name} ({kind.name}), "
@@ -230,7 +232,7 @@ def check_options(options: SearchOptions, card: DatasetCard) -> SearchPlan:
 
     space = resolve_space(card, options.space)
     for key in options.fixed:
-        if key in record.IGNORED_KEYS:
+        if key in record.SET_BY_SEARCH:
             raise ConfigError(f"--set {key}=...: {key} is set by the search itself")
     fixed = {"task": options.task, "epochs": options.max_epochs, **options.fixed}
     if space.has_rows and not grid:

@@ -113,7 +113,7 @@ def make_searcher(options: SearchOptions, plan: SearchPlan):
         return BasicVariantGenerator(points_to_evaluate=grid_trials(plan.space, plan.fixed))
     import optuna
 
-    from visiontune.search.tuning import VisiontuneOptunaSearch
+    from visiontune.search.algorithms import VisiontuneOptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if options.searcher == "tpe":
@@ -145,11 +145,11 @@ def make_searcher(options: SearchOptions, plan: SearchPlan):
 def make_scheduler(options: SearchOptions, plan: SearchPlan):
     """ASHA on the validation metric (replacing the report's epsilon rule), or FIFO.
 
-    Warm-start points are protected from early stopping (see ``tuning.WarmStartASHA``).
+    Warm-start points are protected from early stopping (see ``algorithms.WarmStartASHA``).
     """
     from ray.tune.schedulers import FIFOScheduler
 
-    from visiontune.search.tuning import WarmStartASHA
+    from visiontune.search.algorithms import WarmStartASHA
 
     if options.scheduler == "none":
         return FIFOScheduler()
@@ -160,9 +160,9 @@ def make_scheduler(options: SearchOptions, plan: SearchPlan):
 
 def wrapped_trainable(options: SearchOptions, plan: SearchPlan, data, trial_function: Callable | None = None):
     """The task's trainable with the data in the object store (once) and the trial's resources."""
-    from visiontune.trainables import trainable_for
+    from visiontune.trainables import run_trial
 
-    function = trial_function or trainable_for(data.card.kind)
+    function = trial_function or run_trial
     with_data = tune.with_parameters(function, data=data, max_epochs=options.max_epochs, deadline=plan.deadline,
                                      metric=plan.metric)
     return tune.with_resources(with_data, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})

@@ -95,10 +95,6 @@ NAMED_SPACES: dict[str, _Named] = {
 }
 
 
-# The full space of each kind: the default of a task without a space of its own name.
-DEFAULT_SPACES = {"classification": "mnist", "segmentation": "warwick"}
-
-
 def list_spaces(kind: str | None = None) -> list[tuple[str, str, str]]:
     """(name, task, one-line description) of every named space, optionally of those of one kind
     (``classification`` or ``segmentation``: the MNIST spaces serve every classification task)."""
@@ -110,7 +106,8 @@ def resolve_space(card: "DatasetCard", spec: str | None) -> SearchSpace:
     """The space named ``spec`` (default: the data set's own name, else its kind's full space) or
     loaded from a YAML/JSON file, fitted to the data set ``card`` describes (``fitting``)."""
     task, kind, limits = card.name, card.kind, limits_for(card)
-    spec = spec or (task if task in NAMED_SPACES and NAMED_SPACES[task].kind == kind else DEFAULT_SPACES[kind])
+    # default: the data set's own named space, else its kind's full space
+    spec = spec or (task if task in NAMED_SPACES and NAMED_SPACES[task].kind == kind else card.kind_spec.default_space)
     if spec in NAMED_SPACES:
         named = NAMED_SPACES[spec]
         if named.kind != kind:

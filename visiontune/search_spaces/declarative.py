@@ -42,6 +42,7 @@ import yaml
 
 from visiontune.config import FIELD_TYPES, MODEL_FIELDS, TrainConfig
 from visiontune.errors import ConfigError
+from visiontune.record import SET_BY_SEARCH
 from visiontune.tasks import TASKS
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice")
 TOP_LEVEL_KEYS = ("description", "task", "params", "rows")
-RESERVED = ("task", "epochs")  # set by the search itself, never searched
 POSITIVE = ("lr", "batch_size")  # a range for these must lie above zero
 
 
@@ -114,7 +114,7 @@ class DeclarativeSpace:
         for number, row in enumerate(rows, start=1):
             for name, value in row.items():
                 where = f"{self.where}: rows[{number}]: {name}"
-                if name in RESERVED or name not in FIELD_TYPES:
+                if name in SET_BY_SEARCH or name not in FIELD_TYPES:
                     raise ConfigError(f"{where}: unknown or reserved parameter")
                 if name in self.params:
                     raise ConfigError(f"{where}: also in params; a setting is either in the rows or in params")
@@ -127,10 +127,10 @@ class DeclarativeSpace:
     # -------------------------------------------------------------------------------- checks
     def _check(self, name: str, spec: Any) -> dict[str, Any]:
         where = f"{self.where}: {name}"
-        if name in RESERVED:
+        if name in SET_BY_SEARCH:
             raise ConfigError(f"{where}: is set by the search itself (task from the command, epochs from --max-epochs)")
         if name not in FIELD_TYPES:
-            valid = ", ".join(sorted(n for n in FIELD_TYPES if n not in RESERVED))
+            valid = ", ".join(sorted(n for n in FIELD_TYPES if n not in SET_BY_SEARCH))
             raise ConfigError(f"{where}: unknown parameter; valid parameters are: {valid}")
         when = None
         if isinstance(spec, dict):

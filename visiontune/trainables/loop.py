@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,6 +46,65 @@ def checkpoint_reports(folder: Path) -> list[dict[str, Any]]:
         return []
 
 
+def _end_before_starting(data: DataSplits, metric: str | None) -> None:
+    """The one report of a trial proposed before the time budget ran out but placed after it:
+    epoch 0 and the worst metric, which keeps schedulers (they expect the metric) satisfied."""
+    from ray import tune
+
+    metric = metric or data.card.kind_spec.val_metric
+    tune.report({metric: 0.0, best_name(metric): 0.0, EPOCH: 0, BEST_EPOCH: 0, DIVERGED: False})
+
+
+def _trial_data(data: DataSplits, settings) -> DataSplits:
+    """The splits a trial trains on: a fold trial of ``analyze --cv`` takes its fold's."""
+    if data.folds is None:
+        return data
+    from visiontune.data.folds import fold_splits
+
+    if settings.cv_fold is None:
+        raise ValueError(f"a fold search's trial needs the {CV_FOLD} setting")
+    return fold_splits(data, settings.cv_fold)
+
+
+@dataclass
+class TrialState:
+    """What a trial carries from epoch to epoch besides the Trainer: the best so far, the
+    measurement-only figures of the best model, and every report (kept with each checkpoint)."""
+
+    best: BestSoFar = field(default_factory=BestSoFar)
+    monitored: dict[str, float] = field(default_factory=dict)
+    reports: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def restored(cls, trainer: Trainer) -> "TrialState":
+        """The state of Tune's checkpoint (a retried or resumed trial), loaded into ``trainer`` too;
+        a fresh state where the trial starts anew."""
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return cls()
+        with checkpoint.as_directory() as folder:
+            saved = runs.load_checkpoint(Path(folder) / STATE_FILE, trainer.device)
+            reports = checkpoint_reports(Path(folder))
+        trainer.load_state_dict(saved[runs.TRAINER_STATE])
+        return cls(BestSoFar(saved["best_value"], saved[BEST_EPOCH]), saved.get("monitored", {}), reports)
+
+    def report_with_checkpoint(self, trainer: Trainer, report: dict[str, Any]) -> None:
+        """Save the full resume state as a checkpoint that describes itself, and report with it."""
+        from ray import tune
+
+        with tempfile.TemporaryDirectory(prefix="visiontune-ckpt-") as folder:
+            state = Path(folder) / STATE_FILE
+            runs.save_checkpoint(state, {runs.TRAINER_STATE: trainer.state_dict(), "best_value": self.best.value,
+                                         BEST_EPOCH: self.best.epoch, "monitored": self.monitored})
+            # The checkpoint describes itself: a resume whose saved state lags the trial folder
+            # continues from it and restores the reports storage had not yet (search.recovery).
+            self.reports.append(report)
+            (Path(folder) / CHECKPOINT_REPORT).write_text(checkpoint_reports_text(self.reports, state.stat().st_size))
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
 def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadline: float | None = None,
               metric: str | None = None, on_new_best: Callable[[Trainer], dict[str, float]] | None = None) -> None:
     """Train ``config`` for up to ``max_epochs`` epochs, reporting to Ray Tune after each;
@@ -61,64 +121,31 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
     from ray import tune
 
     if deadline is not None and time.time() >= deadline and tune.get_checkpoint() is None:
-        # Proposed before the budget ran out but placed after it: end at once. The one report
-        # (epoch 0, the worst metric) keeps schedulers, which expect the metric, satisfied.
-        metric = metric or data.card.task_kind.val_metric
-        tune.report({metric: 0.0, best_name(metric): 0.0, EPOCH: 0, BEST_EPOCH: 0, DIVERGED: False})
+        _end_before_starting(data, metric)
         return
-
     settings = config_from_dict(dict(config), "trial config")
-    if data.folds is not None:  # a fold trial of analyze --cv: train and validate on its fold's splits
-        from visiontune.data.folds import fold_splits
-
-        if settings.cv_fold is None:
-            raise ValueError(f"a fold search's trial needs the {CV_FOLD} setting")
-        data = fold_splits(data, settings.cv_fold)
     device, threads, node_id = _assigned_device_and_threads()
-    trainer = Trainer(settings, data, device=device, threads=threads)
+    trainer = Trainer(settings, _trial_data(data, settings), device=device, threads=threads)
     metric = metric or trainer.kind.val_metric
-    best = BestSoFar()
-    monitored: dict[str, float] = {}
-    reports: list[dict[str, Any]] = []  # this trial's reports so far, kept with each checkpoint
-
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            saved = runs.load_checkpoint(Path(folder) / STATE_FILE, trainer.device)
-            reports = checkpoint_reports(Path(folder))
-        trainer.load_state_dict(saved["trainer"])
-        best = BestSoFar(saved["best_value"], saved[BEST_EPOCH])
-        monitored = saved.get("monitored", {})
+    trial = TrialState.restored(trainer)
 
     def report_epoch(end: EpochEnd) -> bool:
-        nonlocal monitored
         if end.improved and on_new_best is not None:
-            monitored = on_new_best(trainer)
+            trial.monitored = on_new_best(trainer)
         # Decided before the report so that the report can say so: Ray's own "timestamp" is
         # whole seconds, too coarse to tell afterwards whether the report came after the deadline.
         out_of_time = deadline is not None and time.time() >= deadline
-        report = {
+        trial.report_with_checkpoint(trainer, {
             **end.train_metrics, **end.val_metrics, BUDGET_END: out_of_time,
-            best_name(metric): best.value, BEST_EPOCH: best.epoch, EPOCH: end.epoch,
+            best_name(metric): trial.best.value, BEST_EPOCH: trial.best.epoch, EPOCH: end.epoch,
             DIVERGED: False, PARAMS: trainer.num_parameters, NODE_ID: node_id,
-            EPOCH_TIME: end.seconds, PRECISION: trainer.precision, **monitored,
-        }
-        with tempfile.TemporaryDirectory(prefix="visiontune-ckpt-") as folder:
-            state = Path(folder) / STATE_FILE
-            runs.save_checkpoint(state, {
-                "trainer": trainer.state_dict(), "best_value": best.value, BEST_EPOCH: best.epoch,
-                "monitored": monitored,
-            })
-            # The checkpoint describes itself: a resume whose saved state lags the trial folder
-            # continues from it and restores the reports storage had not yet (search.recovery).
-            reports.append(report)
-            (Path(folder) / CHECKPOINT_REPORT).write_text(checkpoint_reports_text(reports, state.stat().st_size))
-            tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
+            EPOCH_TIME: end.seconds, PRECISION: trainer.precision, **trial.monitored,
+        })
         return out_of_time
 
-    if fit_epochs(trainer, max_epochs, best, report_epoch, metric=metric) == Status.DIVERGED:
+    if fit_epochs(trainer, max_epochs, trial.best, report_epoch, metric=metric) == Status.DIVERGED:
         # Report once more so the trial's record shows the divergence; the metric keeps the
         # best value seen (0 if none) so that schedulers and searchers rank it as weak.
-        fallback = best.value if best.epoch else 0.0
-        tune.report({metric: fallback, best_name(metric): fallback, BEST_EPOCH: best.epoch, EPOCH: trainer.epoch,
-                     DIVERGED: True, PARAMS: trainer.num_parameters, NODE_ID: node_id})
+        fallback = trial.best.value if trial.best.epoch else 0.0
+        tune.report({metric: fallback, best_name(metric): fallback, BEST_EPOCH: trial.best.epoch,
+                     EPOCH: trainer.epoch, DIVERGED: True, PARAMS: trainer.num_parameters, NODE_ID: node_id})

@@ -6,21 +6,20 @@ as 0/1), or palette PNGs (the palette index is the class). Decoding is Pillow's.
 
 This module imports neither torch nor the rest of visiontune's data package, so that the
 processes ``data.decode`` starts to decode a large folder in parallel start in a moment. The
-``*_chunk`` functions are what those processes run: a file source is named by a picklable
-spec, ``("folder", ROOT)`` or ``("zip", ARCHIVE)``.
+``*_chunk`` functions are what those processes run, over files of a ``file_sources.FileSource``
+(which pickles as its location).
 """
 
 from __future__ import annotations
 
 import io
-import os
 import struct
-import zipfile
 
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from visiontune.errors import DataError
+from visiontune.file_sources import FileSource
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
@@ -200,69 +199,48 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return _resize(mask, size, Image.NEAREST)
 
 
+def decode_png(data: bytes, where: str) -> np.ndarray:
+    """PNG bytes as an array (H, W) or (H, W, C), as stored; a :class:`DataError` naming ``where``."""
+    return np.asarray(_open(data, where, "PNG"))
+
+
 # --------------------------------------------------------------------- files, for worker processes
 HEAD_BYTES = 65536  # enough of a file for its header (a JPEG's size follows its EXIF block)
-_ARCHIVES: dict[str, zipfile.ZipFile] = {}
-# A forked decoding process must open the archive anew: the parent's open archive shares its file
-# offset with every child, and reads racing through one offset find garbage ("Bad magic number").
-os.register_at_fork(after_in_child=_ARCHIVES.clear)
 
 
-def describe_file(spec: tuple[str, str], name: str) -> str:
-    """A file of a source as error messages name it."""
-    kind, where = spec
-    return f"{where}:{name}" if kind == "zip" else os.path.join(where, name)
-
-
-def read_file(spec: tuple[str, str], name: str, limit: int = -1) -> bytes:
-    """The bytes of a file (its first ``limit`` bytes) of a source spec."""
-    kind, where = spec
-    try:
-        if kind == "zip":
-            if where not in _ARCHIVES:
-                _ARCHIVES[where] = zipfile.ZipFile(where)
-            with _ARCHIVES[where].open(name) as stream:
-                return stream.read(limit)
-        # Unbuffered: one read of the whole file, without copying it through a buffer first.
-        with open(os.path.join(where, name), "rb", buffering=0) as stream:
-            return stream.read(limit) if limit >= 0 else stream.readall()
-    except (OSError, KeyError, zipfile.BadZipFile) as error:
-        raise DataError(f"{describe_file(spec, name)}: cannot read ({getattr(error, 'strerror', None) or error})") from None
-
-
-def headers_chunk(spec: tuple[str, str], names: list[str]) -> np.ndarray:
+def headers_chunk(source: FileSource, names: list[str]) -> np.ndarray:
     """(height, width, channels) of each image file, from the start of the file."""
     out = np.zeros((len(names), 3), dtype=np.int64)
     for index, name in enumerate(names):
         try:
-            out[index] = image_header(read_file(spec, name, HEAD_BYTES), name)
+            out[index] = image_header(source.read(name, HEAD_BYTES), name)
         except DataError:  # a header beyond the first bytes, or a broken file: read it whole
-            out[index] = image_header(read_file(spec, name), describe_file(spec, name))
+            out[index] = image_header(source.read(name), source.describe(name))
     return out
 
 
-def images_chunk(spec: tuple[str, str], names: list[str], channels: int, size: tuple[int, int]) -> np.ndarray:
+def images_chunk(source: FileSource, names: list[str], channels: int, size: tuple[int, int]) -> np.ndarray:
     """Images decoded to uint8 ``(len(names), channels, height, width)``."""
     out = np.empty((len(names), channels, size[0], size[1]), dtype=np.uint8)
     for index, name in enumerate(names):
         try:
-            out[index] = decode_image(read_file(spec, name), name, channels, size)
+            out[index] = decode_image(source.read(name), name, channels, size)
         except DataError as error:  # named in full only when it is needed
-            raise DataError(str(error).replace(name, describe_file(spec, name), 1)) from None
+            raise DataError(str(error).replace(name, source.describe(name), 1)) from None
     return out
 
 
-def masks_chunk(spec: tuple[str, str], names: list[str], image_names: list[str], shapes: list[tuple[int, int]],
+def masks_chunk(source: FileSource, names: list[str], image_names: list[str], shapes: list[tuple[int, int]],
                 declared: int | None, size: tuple[int, int]) -> np.ndarray:
     """Masks decoded to class indices ``(len(names), height, width)``, checked against their image's
     size and the declared classes, then resized by nearest neighbour."""
     out = np.empty((len(names), size[0], size[1]), dtype=np.uint8)
     for index, (name, image_name, shape) in enumerate(zip(names, image_names, shapes)):
-        where = describe_file(spec, name)
-        mask = decode_mask(read_file(spec, name), where, None)
+        where = source.describe(name)
+        mask = decode_mask(source.read(name), where, None)
         if mask.shape != tuple(shape):
             raise DataError(f"{where}: mask is {mask.shape[0]}x{mask.shape[1]} but its image "
-                            f"{describe_file(spec, image_name)} is {shape[0]}x{shape[1]}")
+                            f"{source.describe(image_name)} is {shape[0]}x{shape[1]}")
         if declared and int(mask.max()) >= declared:
             raise DataError(f"{where}: mask value {int(mask.max())} is outside the {declared} classes declared "
                             f"(0..{declared - 1})")
@@ -270,7 +248,7 @@ def masks_chunk(spec: tuple[str, str], names: list[str], image_names: list[str],
     return out
 
 
-def uniform_images_chunk(spec: tuple[str, str], names: list[str], channels: int, size: tuple[int, int],
+def uniform_images_chunk(source: FileSource, names: list[str], channels: int, size: tuple[int, int],
                          grey_only: bool) -> tuple[np.ndarray, np.ndarray, bool]:
     """One pass for a folder whose sampled images all share ``size`` (and, with ``grey_only``, are
     all grey): (images, headers, True), each file read once; (..., False) as soon as a file
@@ -281,21 +259,21 @@ def uniform_images_chunk(spec: tuple[str, str], names: list[str], channels: int,
     # per small image costs more than decoding it (Pillow's tobytes machinery, per call).
     sheet = Image.new("L" if channels == 1 else "RGB", (width, height * len(names)))
     for index, name in enumerate(names):
-        data = read_file(spec, name)
+        data = source.read(name)
         try:
             image = _open(data, name, "image")
         except DataError as error:
-            raise DataError(str(error).replace(name, describe_file(spec, name), 1)) from None
+            raise DataError(str(error).replace(name, source.describe(name), 1)) from None
         grey = image.mode in GREY_MODES
         headers[index] = (image.height, image.width, 1 if grey else 3)
         if (image.height, image.width) != (height, width) or (grey_only and not grey):
             return np.empty((0, channels, height, width), dtype=np.uint8), headers, False
-        sheet.paste(_converted(image, channels, describe_file(spec, name)), (0, index * height))
+        sheet.paste(_converted(image, channels, source.describe(name)), (0, index * height))
     pixels = np.asarray(sheet).reshape(len(names), height, width, channels)
     return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)), headers, True
 
 
-def model_inputs_chunk(spec: tuple[str, str], names: list[str], channels: int, size: tuple[int, int]
+def model_inputs_chunk(source: FileSource, names: list[str], channels: int, size: tuple[int, int]
                        ) -> tuple[np.ndarray, np.ndarray, list[int], list[tuple[int, str]]]:
     """Images decoded for prediction: (uint8 ``(n, channels, H, W)`` at ``size``, their own
     (height, width) ``(n, 2)``, the indices into ``names`` they are, and (index, error) of the
@@ -305,8 +283,8 @@ def model_inputs_chunk(spec: tuple[str, str], names: list[str], channels: int, s
     kept, errors = [], []
     for index, name in enumerate(names):
         try:
-            where = describe_file(spec, name)
-            image = _open(read_file(spec, name), where, "image")
+            where = source.describe(name)
+            image = _open(source.read(name), where, "image")
             sizes[len(kept)] = (image.height, image.width)
             out[len(kept)] = image_array(image, channels, size, where)
             kept.append(index)

@@ -1,4 +1,7 @@
-"""The ranked table of a search's trials (``record.ranked_table``) as CSV, Markdown, HTML and text."""
+"""Tables (pandas frames) as CSV, Markdown, HTML and text for the terminal: the ranked table of a
+search's trials (``record.ranked_table``), the reseeding and cross-validation tables, the studies.
+
+Rendering only; used by the search's closing lines, analysis and the selection commands alike."""
 
 from __future__ import annotations
 
@@ -9,13 +12,7 @@ from typing import Any
 import pandas as pd
 
 from visiontune import record
-from visiontune.analysis.load import RunRecord
 from visiontune.record import is_missing
-
-
-def ranked_table(run: RunRecord, metric: str | None = None) -> pd.DataFrame:
-    """The run's ranked table, by ``metric`` (default: the search's validation metric)."""
-    return record.ranked_table(run.trials, metric or run.metric, run.test)
 
 
 def _format(value: Any) -> str:

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from visiontune import record
-from visiontune.data.card import DatasetCard
 from visiontune.errors import ConfigError
-from visiontune.studies import Study, get_study
+from visiontune.runfolder import load_search
+from visiontune.selection.grid import mean_std, run_grid
+from visiontune.selection.studies import STUDIES, Study, get_study
 
 QUICK_TRAIN_LIMIT = {"mnist": 5000, "warwick": None}  # WARWICK's 68 training images are already few
 
@@ -41,10 +42,6 @@ class ReproduceOptions:
     epochs: int | None = None  # override (tests); default the study's (or quick) epochs
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def _device_label(gpus_per_trial: float) -> str:
     if gpus_per_trial > 0:
         import torch
@@ -56,23 +53,21 @@ def _device_label(gpus_per_trial: float) -> str:
 
 def study_table(study: Study, run: Path, quick: bool, device: str) -> tuple[str, list[dict[str, Any]]]:
     """The Markdown table of a finished study run folder, and its rows as data."""
-    search = json.loads((run / record.SEARCH_FILE).read_text())
-    kind = DatasetCard.from_dict(search["data"]["card"]).task_kind
+    searched = load_search(run)
+    kind = searched.card.kind_spec
     test_metric = kind.test_metric
-    trials = json.loads((run / record.TRIALS_JSON).read_text())
-    tested = json.loads((run / record.TEST_FILE).read_text())["trials"]
     rows = []
     for row in study.rows:
-        members = [t for t in trials if study.row_of(t["config"]) is row]
-        val = [t["best_value"] for t in members if t.get("best_value") is not None]
-        test = [tested[t["trial_id"]][test_metric] for t in members if t["trial_id"] in tested]
+        members = [t for t in searched.trials if study.row_of(t.config) is row]
+        val = [value for value in (t.best(kind.val_metric)[0] for t in members) if value is not None]
+        test = [searched.test[t.trial_id][test_metric] for t in members if t.trial_id in searched.test]
         rows.append({"label": row.label, "report": row.report, "seeds": len(members),
-                     "val": _mean_std(val) if val else None, "test": _mean_std(test) if test else None,
-                     "trial_epochs": sum(int(t.get("epochs") or 0) for t in members),
-                     "seconds": sum(float(t.get("time_s") or 0.0) for t in members)})
+                     "val": mean_std(val) if val else None, "test": mean_std(test) if test else None,
+                     "trial_epochs": sum(t.epochs_trained() for t in members),
+                     "seconds": sum(round(t.compute_seconds(), 1) for t in members)})
     scored = [r for r in rows if r["val"] is not None]
     chosen = max(scored, key=lambda r: r["val"][0])["label"] if scored else None
-    epochs = search["options"]["max_epochs"] if "options" in search else "?"
+    epochs = searched.max_epochs or "?"
     name = kind.val_metric.split("/")[1]
     subset = ", 5,000 training images" if QUICK_TRAIN_LIMIT[study.task] else ""
     label = f"QUICK MODE (fewer epochs{subset}): not comparable to the report in absolute terms. " if quick else ""
@@ -92,31 +87,17 @@ def study_table(study: Study, run: Path, quick: bool, device: str) -> tuple[str,
 
 
 def run_study(study: Study, options: ReproduceOptions, progress: Callable[[str], None]) -> Path:
-    """Run one study as a grid search; returns its run folder."""
-    from visiontune.search import SearchOptions, run_search
-    from visiontune.storage import RunStore
-
-    mode = "quick" if options.quick else "full"
-    name = f"study-{study.name}-{mode}"
-    storage = Path(options.storage)
-    storage.mkdir(parents=True, exist_ok=True)
-    space_file = storage / f"{name}.space.json"
-    space_file.write_text(json.dumps(study.space(options.seeds), indent=2))
+    """Run one study as a grid search (``grid.run_grid``); returns its run folder."""
+    name = f"study-{study.name}-{'quick' if options.quick else 'full'}"
     epochs = options.epochs or (study.quick_epochs if options.quick else study.epochs)
     trials = len(study.rows) * options.seeds
-    search = SearchOptions(task=study.task, space=str(space_file), searcher="grid", scheduler="none",
-                           max_epochs=epochs, cpus_per_trial=options.cpus_per_trial,
-                           gpus_per_trial=options.gpus_per_trial, address=options.address,
-                           storage=str(storage), name=name, report=False, top_k=trials,
-                           data_dir=options.data_dir, synthetic=options.synthetic,
-                           train_limit=QUICK_TRAIN_LIMIT[study.task] if options.quick and not options.synthetic else None)
-    resume = RunStore(str(storage), name).exists()
-    if resume and (storage / name / record.TEST_FILE).exists():
-        progress(f"{study.name}: already done in {storage / name}; tabulating it")
-        return storage / name
-    progress(f"{study.name}: {study.description} -- {trials} trials of {epochs} epochs{' (quick)' if options.quick else ''}")
-    run_search(search, resume=resume, progress=lambda line: progress(f"  {line}"))
-    return storage / name
+    data = {"data_dir": options.data_dir, "synthetic": options.synthetic,
+            "train_limit": QUICK_TRAIN_LIMIT[study.task] if options.quick and not options.synthetic else None}
+    resources = {"cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial,
+                 "address": options.address}
+    what = f"{study.name}: {study.description}{' (quick)' if options.quick else ''}"
+    return run_grid(study.task, study.space(options.seeds), trials, epochs, Path(options.storage), name, what,
+                    progress, data=data, resources=resources)
 
 
 def reproduce(options: ReproduceOptions, progress: Callable[[str], None] = print) -> Path:
@@ -139,8 +120,6 @@ def reproduce(options: ReproduceOptions, progress: Callable[[str], None] = print
         progress(f"{study.name}: done in {time.time() - started:.0f} s -> {out / (study.name + '.md')}"
                  + (f" (first row test {best['test'][0]:.4f})" if best else ""))
     index = out / "README.md"
-    from visiontune.studies import STUDIES
-
     written = {p.stem for p in out.glob("*.md") if p.name != "README.md"}
     existing = [name for name in STUDIES if name in written]  # in the report's order
     header = (f"# The report's studies, {mode} mode\n\nWritten by `visiontune reproduce{' --quick' if options.quick else ''}`;"
