@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     from visiontune.config import config_from_dict
     from visiontune.data import load_splits
     from visiontune.export import export_model
-    from visiontune.predict import Ensemble, load_members, load_model, predict_files
+    from visiontune.inference import Ensemble
+    from visiontune.models import build_model
+    from visiontune.predict import predict_files
+    from visiontune.trained import load_model
     from visiontune.train import train_one
 
     info = machine()
@@ -102,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             train_one(config, splits, root / f"{name}-run", progress=lambda line: None)
             paths = write_pngs(root / f"{name}-png", splits.test.images)
             predictor = load_model(root / f"{name}-run", device="cpu")
-            card, configs, models = load_members(root / f"{name}-run")
-            plain_model = Ensemble(models, [config.tta for config in configs]).eval()  # no channels-last
+            # the plain loop's network: as built and loaded by hand, no batchnorm folding, no channels-last
+            network = build_model(config.model_name(splits.card.kind), splits.card.kind,
+                                  **config.model_kwargs(splits.card))
+            network.load_state_dict(torch.load(root / f"{name}-run" / "best.pt", weights_only=True))
+            plain_model = Ensemble([network.eval()], [config.tta]).eval()
             onnx_folder = export_model(root / f"{name}-run", "onnx", root / f"{name}-onnx")
             session = onnxruntime.InferenceSession(str(onnx_folder / "model.onnx"), providers=["CPUExecutionProvider"])
             batch = splits.test.images.float().div(255.0)

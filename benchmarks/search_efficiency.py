@@ -62,9 +62,12 @@ def monitored_trial(config, data, max_epochs, deadline=None, metric=None):
     Defined in this script, so Ray ships it to the workers by value.
     """
     from visiontune.trainables.loop import run_trial
+    from visiontune.trained import TrainedModel
 
     def score_on_test(trainer) -> dict:
-        return {MONITOR: trainer.evaluate("test")[TEST_METRIC]}
+        model = TrainedModel.from_weights(data.card, [(trainer.config, trainer.model.state_dict(), trainer.use_bf16)],
+                                          trainer.device)
+        return {MONITOR: model.evaluate(data.test, "test").metrics[TEST_METRIC]}
 
     run_trial(config, data, max_epochs, deadline, metric, on_new_best=score_on_test)
 
@@ -125,7 +128,8 @@ def first_reach(run: Path, splits, threshold: float = THRESHOLD) -> dict:
     From the monitor in the trials' reports where the search ran with it, else (``--from-run``)
     from each trial's final best checkpoint, scored on test now: an upper bound.
     """
-    from visiontune.search.finish import evaluate_on_test
+    from visiontune import runs
+    from visiontune.trained import TrainedModel
 
     timeline, reached = [], []
     tested = {}
@@ -138,8 +142,9 @@ def first_reach(run: Path, splits, threshold: float = THRESHOLD) -> dict:
         if state is None or not rows:
             continue
         config = json.loads((trial / record.PARAMS_FILE).read_text())
-        test_metrics, _ = evaluate_on_test(config, state, splits)
-        score = test_metrics[TEST_METRIC]
+        weights, bf16 = runs.weights_of(state)
+        model = TrainedModel.from_weights(splits.card, [(config, weights, bool(bf16))])
+        score = model.evaluate(splits.test, "test").metrics[TEST_METRIC]
         tested[trial.name] = score
         if score >= threshold:
             best_row = next(row for row in rows if row["epoch"] == state["best_epoch"])

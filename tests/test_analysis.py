@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from visiontune.analysis import analyze_run, compare_runs, load_run
+from visiontune.analysis import analyze_run, compare_runs
+from visiontune.runfolder import load_search
 from visiontune.cli import main
 from visiontune.search import SearchOptions, run_search
 
@@ -130,7 +131,7 @@ def test_truncated_metrics_file_is_a_warning_for_that_trial(mnist_run, tmp_path,
     trial_id = victim.name.removeprefix("trial_")
     assert f"warning: trial {trial_id}: " in captured.out and "line 2 is truncated" in captured.out
     assert "Warnings" in (tmp_path / "out" / "report.html").read_text()
-    assert len(load_run(run).trials) == 6  # the damaged trial is still listed, with its first epoch
+    assert len(load_search(run).trials) == 6  # the damaged trial is still listed, with its first epoch
 
 
 def test_partial_run_in_progress_and_moved_folder(mnist_run, tmp_path):
@@ -138,7 +139,7 @@ def test_partial_run_in_progress_and_moved_folder(mnist_run, tmp_path):
     for name in ("trials.json", "trials.csv", "test_results.json", "pareto.json"):
         (run / name).unlink()
     shutil.rmtree(run / "predictions")
-    record = load_run(run)
+    record = load_search(run)
     assert not record.complete and len(record.trials) == 6
     assert {t.status for t in record.trials} <= {"finished", "stopped", "running", "pending"}
     report = analyze_run(run, progress=lambda line: None)
@@ -186,9 +187,15 @@ def test_reseed_runs_its_retrains_as_trials_of_the_search_service(mnist_run, dig
     from visiontune.config import config_from_dict
     from visiontune.engine import Trainer
     from visiontune.fit import BestSoFar, fit_epochs
+    from visiontune.trained import TrainedModel
+
+    from visiontune.selection.reseed import reseed_top
 
     run = copy_run(mnist_run, tmp_path)
-    analyze_run(run, out=tmp_path / "first", top=2, reseed=1, progress=lambda line: None)
+    searched = load_search(run)
+    top2 = [trial for trial, _, _ in searched.ranked()][:2]
+    reseed_top(searched, top2, 1, progress=lambda line: None)
+    analyze_run(run, out=tmp_path / "first", top=2, progress=lambda line: None)  # renders reseed/reseed.json
     robust = pd.read_csv(tmp_path / "first" / "reseed.csv")
     assert len(robust) == 2 and list(robust["rank"]) == [1, 2]
     assert list(robust["val/acc mean"]) == sorted(robust["val/acc mean"], reverse=True)
@@ -202,26 +209,48 @@ def test_reseed_runs_its_retrains_as_trials_of_the_search_service(mnist_run, dig
     assert (recorded["searcher"], recorded["scheduler"], recorded["cpus_per_trial"]) == ("grid", "none", 1.0)
     assert len(json.loads((retrains / "trials.json").read_text())) == 2
 
-    best = record.rank(load_run(run).trials, "val/acc")[0][0]
-    config = {**best.config, "seed": best.config.get("seed", 0) + 1, "precision": best.precision()}
-    trainer = Trainer(config_from_dict(config), digits_splits, threads=1)
+    best = record.rank(load_search(run).trials, "val/acc")[0][0]
+    config = config_from_dict({**best.config, "seed": best.config.get("seed", 0) + 1, "precision": best.precision()})
+    trainer = Trainer(config, digits_splits, threads=1)
     best_so_far, weights = BestSoFar(), {}
-    fit_epochs(trainer, load_run(run).max_epochs, best_so_far,
+    fit_epochs(trainer, load_search(run).max_epochs, best_so_far,
                lambda end: weights.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
                if end.improved else None)
-    trainer.model.load_state_dict(weights)
-    test = trainer.evaluate("test")["test/acc"]
-    searched_val, searched_test = best.best("val/acc")[0], load_run(run).test[best.trial_id]["test/acc"]
+    model = TrainedModel.from_weights(digits_splits.card, [(config, weights, trainer.use_bf16)])
+    test = model.evaluate(digits_splits.test).metrics["test/acc"]
+    searched_val, searched_test = best.best("val/acc")[0], load_search(run).test[best.trial_id]["test/acc"]
     row = robust.set_index("trial").loc[best.trial_id]
     assert row["test/acc values"] == f"{searched_test:.4f}, {test:.4f}"
     assert row["val/acc mean"] == pytest.approx((searched_val + best_so_far.value) / 2)
 
     lines: list[str] = []  # asked again: the finished retrains are read, not run again
-    analyze_run(run, out=tmp_path / "again", top=2, reseed=1, progress=lines.append)
-    pd.testing.assert_frame_equal(robust, pd.read_csv(tmp_path / "again" / "reseed.csv"))
+    again = reseed_top(searched, top2, 1, progress=lines.append)
+    pd.testing.assert_frame_equal(robust, again, check_dtype=False)
     assert any("already done" in line for line in lines)
+    assert "Robust ranking: the top 2 with 1 further seeds" in (tmp_path / "first" / "report.html").read_text()
 
 
 def test_trial_options_without_reseed_are_a_one_line_error(mnist_run, capsys):
     assert main(["analyze", str(mnist_run), "--gpus-per-trial", "0.5", "--out", str(mnist_run.parent / "j")]) == 1
     assert "apply to --reseed" in capsys.readouterr().err
+
+
+def test_the_ranked_tables_header_does_not_depend_on_the_order_trials_are_listed_in():
+    """A conditional parameter (momentum: SGD trials only) first set by a later trial: Ray's
+    ResultGrid and the folder on disk list the trials in different orders, and both tables
+    (RUN/trials.csv and RUN/analysis/trials.csv) must have the same columns in the same order."""
+    from visiontune import record
+
+    def trial(trial_id: str, config: dict, value: float) -> record.TrialRecord:
+        epochs = pd.DataFrame({"epoch": [1], "val/acc": [value]})
+        return record.TrialRecord(trial_id, f"trial_{trial_id}", {"model": "cnn", **config}, epochs, "finished")
+
+    trials = [trial("a_00000", {"optimizer": "adam", "lr": 0.001}, 0.9),
+              trial("a_00001", {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9}, 0.8),
+              trial("a_00002", {"optimizer": "adam", "lr": 0.003, "dropout": 0.1}, 0.7)]
+    headers = {tuple(record.ranked_table(order, "val/acc").columns)
+               for order in (trials, trials[::-1], [trials[1], trials[2], trials[0]])}
+    assert len(headers) == 1
+    (header,) = headers
+    assert [c for c in header if c in ("optimizer", "lr", "momentum", "dropout")] == ["optimizer", "lr", "momentum",
+                                                                                      "dropout"]

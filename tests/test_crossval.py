@@ -19,12 +19,16 @@ import torch
 
 from helpers import write_shapes
 from visiontune import record
-from visiontune.analysis import analyze_run, crossval, load_run
+from visiontune import selection
+from visiontune.analysis import analyze_run
 from visiontune.cli import main
 from visiontune.data import load_splits
-from visiontune.data.folds import assign_folds, fold_splits, pooled_for_cv
+from visiontune.data.folds import assign_folds, fold_splits, pooled_for_cv, refit_splits
 from visiontune.errors import ConfigError
+from visiontune.runfolder import load_search
 from visiontune.search import SearchOptions, run_search
+from visiontune.selection import crossval
+from visiontune.trained import TrainedModel, load_model
 
 
 # ------------------------------------------------------------------------------------ folds
@@ -58,8 +62,8 @@ def test_fold_splits_are_disjoint_cover_train_and_validation_once_and_hold_no_te
         assert not held & trained and len(held | trained) == total and len(split.test) == 0
         seen.extend(held)
     assert sorted(seen) == list(range(total))  # every image held out exactly once
-    refit = fold_splits(pooled, 4)
-    assert len(refit.train) == total
+    refit = refit_splits(pooled)
+    assert len(refit.train) == total and len(refit.test) == 0
 
 
 # ------------------------------------------------------------------------ cross-validation
@@ -82,7 +86,7 @@ def digits_cv(digits_search, tmp_path_factory, request) -> tuple[Path, Path, lis
     events: list[str] = []
     monkeypatch = pytest.MonkeyPatch()
     request.addfinalizer(monkeypatch.undo)
-    load_data, probabilities = crossval._data, crossval._probabilities
+    load_data, add_to = crossval.load_data, TrainedModel.add_to
     test_sets = []
 
     def watched_data(*args, **kwargs):
@@ -90,21 +94,22 @@ def digits_cv(digits_search, tmp_path_factory, request) -> tuple[Path, Path, lis
         test_sets.append(splits.test)
         return splits
 
-    def watched_probabilities(config, weights, images, data, device):
-        if any(images is test for test in test_sets):
+    def watched_add_to(model, evaluation, data):
+        if any(data is test for test in test_sets):
             ranking = json.loads((run / "cv" / "cv.json").read_text())["ranking"]
             events.append("test read, ranking on disk: " + ("without" if all("ensemble_test" not in entry
                                                                            for entry in ranking) else "with")
                           + " test figures")
         else:
             events.append("fold images")
-        return probabilities(config, weights, images, data, device)
+        return add_to(model, evaluation, data)
 
-    monkeypatch.setattr(crossval, "_data", watched_data)
-    monkeypatch.setattr(crossval, "_probabilities", watched_probabilities)
+    monkeypatch.setattr(crossval, "load_data", watched_data)
+    monkeypatch.setattr(TrainedModel, "add_to", watched_add_to)
     lines: list[str] = []
     out = run.parent / "analysis"
-    analyze_run(run, out=out, top=2, cv=3, refit=True, progress=lines.append)
+    crossval.cross_validate(load_search(run), folds=3, top=2, refit=True, progress=lines.append)
+    analyze_run(run, out=out, top=2, progress=lines.append)
     return run, out, lines, events
 
 
@@ -124,7 +129,7 @@ def test_cv_ranks_by_out_of_fold_accuracy_over_every_image_before_reading_test(d
     fold_search = run / summary["fold_search"]
     recorded = json.loads((fold_search / "search.json").read_text())
     assert recorded["data"]["sizes"] == {"train": pool, "val": 0, "test": 0}  # the fold trials had no test images
-    assert recorded["options"]["cv_folds"] == 3 and len(load_run(fold_search).trials) == 2 * 3
+    assert recorded["options"]["cv_folds"] == 3 and len(load_search(fold_search).trials) == 2 * 3
     for entry in summary["ranking"]:
         values = [member["val/acc"] for member in entry["members"]]
         assert [member["fold"] for member in entry["members"]] == [0, 1, 2]
@@ -137,25 +142,25 @@ def test_cv_ranks_by_out_of_fold_accuracy_over_every_image_before_reading_test(d
 
 
 def test_each_fold_model_validated_on_its_own_fold_at_its_best_epoch(digits_cv):
-    """The out-of-fold predictions of fold k, from the checkpoint cv.json names, give exactly the
-    validation accuracy the fold trial reported as its best: same images, same model."""
+    """The out-of-fold predictions of fold k, from the checkpoint cv.json names, give the
+    validation accuracy the fold trial reported as its best: same images, same model (the model
+    layer folds batchnorm into the convolutions; the trial validated it unfolded)."""
     run, _, _, _ = digits_cv
     summary = json.loads((run / "cv" / "cv.json").read_text())
     splits = load_splits("mnist", synthetic=True)
     pooled = pooled_for_cv(splits, 3, seed=0)
-    fold_run = load_run(run / summary["fold_search"])
+    fold_run = load_search(run / summary["fold_search"])
     for entry in summary["ranking"]:
         for member in entry["members"]:
-            trial = next(t for t in fold_run.trials if t.trial_id == member["trial_id"])
-            weights, epoch = crossval._fold_weights(fold_run, trial, "val/acc")
-            assert epoch == member["best_epoch"] == trial.best("val/acc")[1]
+            trial = fold_run.trial(member["trial_id"])
+            assert member["best_epoch"] == trial.best("val/acc")[1]
+            model = TrainedModel.from_checkpoints(pooled.card, [(entry["config"], fold_run.checkpoint(trial))], "cpu")
             held = fold_splits(pooled, member["fold"]).val
-            predicted = crossval._probabilities(entry["config"], weights, held, pooled, "cpu").argmax(1)
-            assert float((predicted == held.targets).float().mean()) == pytest.approx(member["val/acc"], abs=1e-6)
+            assert model.evaluate(held, "val").metrics["val/acc"] == pytest.approx(member["val/acc"], abs=1e-6)
 
 
 def test_the_cv_ensemble_predicts_the_mean_of_its_fold_models_and_exports_with_its_card(digits_cv, tmp_path):
-    from visiontune.predict import load_members, load_model
+    from visiontune.runfolder import model_members
 
     run, out, _, _ = digits_cv
     table = pd.read_csv(out / "cv.csv")
@@ -164,9 +169,9 @@ def test_the_cv_ensemble_predicts_the_mean_of_its_fold_models_and_exports_with_i
     assert ensemble.members == 3
     batch = splits.test.images.numpy()
     together = ensemble.probabilities(batch)
-    _, configs, models = load_members(run, ensemble="cv")
-    with torch.inference_mode():
-        alone = [model(torch.from_numpy(batch).float() / 255).softmax(1) for model in models]
+    held = model_members(run, "cv")
+    alone = [TrainedModel.from_checkpoints(held.card, [(member.config, member.checkpoint)], "cpu").probabilities(batch)
+             for member in held.members]
     assert torch.allclose(together, torch.stack(alone).mean(0), atol=1e-6)
     accuracy = float((together.argmax(1) == splits.test.targets).float().mean())
     assert accuracy == pytest.approx(table.loc[0, "test/acc (fold ensemble)"], abs=1e-6)
@@ -185,7 +190,8 @@ def test_the_cv_ensemble_predicts_the_mean_of_its_fold_models_and_exports_with_i
 def test_cv_again_reads_the_finished_fold_trainings(digits_cv, tmp_path):
     run, out, _, _ = digits_cv
     lines: list[str] = []
-    analyze_run(run, out=tmp_path / "again", top=2, cv=3, refit=True, progress=lines.append)
+    crossval.cross_validate(load_search(run), folds=3, top=2, refit=True, progress=lines.append)
+    analyze_run(run, out=tmp_path / "again", top=2, progress=lines.append)
     assert sum("already done" in line for line in lines) == 2  # the fold search and the refit
     pd.testing.assert_frame_equal(pd.read_csv(out / "cv.csv"), pd.read_csv(tmp_path / "again" / "cv.csv"))
 
@@ -237,7 +243,8 @@ def test_an_interrupted_cross_validation_resumes_where_it_stopped(ray_address, t
                 if (d / record.RESULT_FILE).is_file() and len(_epochs_reported(d)) == 3}
     assert 1 <= len(finished) < 6, finished  # killed mid-way
     lines: list[str] = []
-    analyze_run(run, out=tmp_path / "second", top=2, cv=3, progress=lines.append)
+    crossval.cross_validate(load_search(run), folds=3, top=2, progress=lines.append)
+    analyze_run(run, out=tmp_path / "second", top=2, progress=lines.append)
     assert any("(resuming)" in line for line in lines), lines
     trials = list(folds.glob("trial_*"))
     reported = {d.name: _epochs_reported(d) for d in trials}
@@ -268,8 +275,9 @@ def test_cv_without_a_number_means_five_folds(digits_search, monkeypatch):
     import visiontune.analysis as analysis
 
     asked = {}
-    monkeypatch.setattr(analysis, "analyze_run", lambda folder, **kwargs: asked.update(kwargs) or "report.html")
+    monkeypatch.setattr(crossval, "cross_validate", lambda run, **kwargs: asked.update(kwargs))
+    monkeypatch.setattr(analysis, "analyze_run", lambda folder, **kwargs: "report.html")
     assert main(["analyze", str(digits_search), "--cv"]) == 0
-    assert asked["cv"] == crossval.DEFAULT_FOLDS == 5 and asked["top"] == 3
+    assert asked["folds"] == selection.DEFAULT_FOLDS == 5 and asked["top"] == 3 and asked["epochs"] is None
     assert main(["analyze", str(digits_search), "--cv", "4", "--quick"]) == 0
-    assert (asked["cv"], asked["top"], asked["cv_epochs"]) == (4, crossval.QUICK_TOP, 1)  # 2 epochs // 3, at least 1
+    assert (asked["folds"], asked["top"], asked["epochs"]) == (4, selection.QUICK_TOP, 1)  # 2 epochs // 3, at least 1

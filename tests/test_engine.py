@@ -141,11 +141,15 @@ def test_tta_views_are_the_symmetries_of_the_square_and_invert_exactly():
 
 
 def test_tta_averages_view_probabilities_mapped_back(glands_splits):
-    """d4 evaluation equals the hand-computed mean of the 8 views' softmax, mapped back."""
+    """d4 evaluation equals the hand-computed mean of the 8 views' softmax, mapped back: in the
+    model layer (what predict, export and the test figures run) and in the Trainer's validation."""
+    from visiontune.metrics import DiceAccumulator
+    from visiontune.trained import TrainedModel
+
     trainer = Trainer(glands_config(tta="d4"), glands_splits, device="cpu")
     trainer.fit_epoch()
     trainer.model.eval()
-    images = trainer.splits["val"].images[:3]
+    images = trainer.splits["val"].images
     outputs = []
     for turns in range(4):
         for flip in (False, True):
@@ -154,11 +158,15 @@ def test_tta_averages_view_probabilities_mapped_back(glands_splits):
                 probability = torch.rot90(trainer.model(view).softmax(1), -turns, (-2, -1))
             outputs.append(probability.flip(-1) if flip else probability)
     expected = torch.stack(outputs).mean(0)
-    got = trainer.predict("val")[:3].softmax(1)
-    assert torch.allclose(got, expected, atol=1e-5)
+    model = TrainedModel.from_weights(glands_splits.card, [(trainer.config, trainer.model.state_dict(), False)], "cpu")
+    assert torch.allclose(model.probabilities(glands_splits.val.images[:3]), expected[:3], atol=1e-5)
+    accumulator = DiceAccumulator(2, glands_splits.card.classes)
+    accumulator.update(expected, glands_splits.val.targets)
+    assert trainer.evaluate("val")["val/dice"] == pytest.approx(accumulator.aggregate()["dice"], abs=1e-6)
     # and it is not the plain prediction: a trained FCN is not invariant to rotations
-    trainer.config.tta = "none"
-    assert not torch.allclose(trainer.predict("val")[:3].softmax(1), expected, atol=1e-3)
+    plain = TrainedModel.from_weights(glands_splits.card, [(glands_config(tta="none"), trainer.model.state_dict(),
+                                                            False)], "cpu")
+    assert not torch.allclose(plain.probabilities(glands_splits.val.images[:3]), expected[:3], atol=1e-3)
 
 
 def test_tta_is_refused_for_classification():

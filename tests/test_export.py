@@ -1,4 +1,4 @@
-"""visiontune export: TorchScript and ONNX graphs with their model card, used with and without visiontune."""
+"""visiontune export: pt2, TorchScript and ONNX graphs with their model card, used with and without visiontune."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from PIL import Image
 from visiontune.cli import main
 from visiontune.config import config_from_dict
 from visiontune.export import export_model
-from visiontune.predict import load_model, load_members
+from visiontune.model_formats import FORMATS
+from visiontune.trained import TrainedModel, load_model
 from visiontune.train import train_one
 
 
@@ -66,9 +67,17 @@ def test_onnx_runtime_equals_pytorch_on_random_and_real_inputs(which, request, t
     assert np.allclose(exported[key], original[key], atol=1e-4)
 
 
-def test_a_torchscript_export_predicts_with_plain_torch_where_visiontune_cannot_be_imported(digit_run, tmp_path,
-                                                                                             digits_splits):
-    out = export_model(digit_run, "torchscript", tmp_path / "ts")
+LOADERS = {"torchscript": 'torch.jit.load({path!r})',
+           "pt2": 'torch.export.load({path!r}).module()'}
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "torchscript"])
+def test_an_export_predicts_with_plain_torch_and_its_model_card_alone(fmt, digit_run, tmp_path, digits_splits):
+    """Where visiontune cannot be imported: the model card says how to load the file and how a
+    file becomes the input; the prediction is visiontune's."""
+    out = export_model(digit_run, fmt, tmp_path / fmt)
+    card = json.loads((out / "model.json").read_text())
+    assert card["format"] == fmt and card["loaded_by"].startswith(LOADERS[fmt].split("(")[0])
     image = digits_splits.test.images[7, 0].numpy()
     Image.fromarray(image).save(tmp_path / "digit.png")
     script = f"""
@@ -80,8 +89,8 @@ card = json.load(open({str(out / "model.json")!r}))
 size = (card["input"]["width"], card["input"]["height"])
 image = Image.open({str(tmp_path / "digit.png")!r}).convert("L").resize(size, Image.BILINEAR)
 x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None, None]
-model = torch.jit.load({str(out)!r} + "/" + card["file"])
-p = model(x)[0]
+model = {LOADERS[fmt].format(path=str(out / FORMATS[fmt].file))}
+p = model(torch.cat([x, x, x]))[0]  # a batch of 3: not the export's example size
 print(card["classes"][int(p.argmax())], float(p.max()))
 """
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
@@ -91,12 +100,14 @@ print(card["classes"][int(p.argmax())], float(p.max()))
     label, probability = done.stdout.split()
     (expected,) = load_model(digit_run).predict([image])
     assert label == expected["class"] and abs(float(probability) - max(expected["probabilities"])) <= 1e-5
+    (exported,) = load_model(out).predict([image])  # the exported folder is a MODEL for predict too
+    assert np.allclose(exported["probabilities"], expected["probabilities"], atol=1e-5)
 
 
 def test_export_errors_are_one_line_and_leave_nothing(digit_run, tmp_path, capsys, monkeypatch):
     from visiontune.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="--format must be one of torchscript, onnx, not 'tflite'"):
+    with pytest.raises(ConfigError, match="--format must be one of torchscript, onnx, pt2, not 'tflite'"):
         export_model(digit_run, "tflite", tmp_path / "x")
     import importlib.util
 
@@ -116,5 +127,6 @@ def test_export_errors_are_one_line_and_leave_nothing(digit_run, tmp_path, capsy
 
 
 def test_members_are_rebuilt_from_the_run_record(digit_run):
-    card, configs, models = load_members(digit_run)
-    assert card.kind == "classification" and configs[0].blocks == 2 and len(models) == 1
+    model = TrainedModel.from_run(digit_run, device="cpu")
+    assert model.card.kind == "classification" and model.config.blocks == 2 and model.members == 1
+    assert model.precisions == ["fp32"] and model.figures["members"][0]["test/acc"] is not None

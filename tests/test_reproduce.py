@@ -9,7 +9,7 @@ from helpers import builtin_card
 
 from visiontune.errors import ConfigError
 from visiontune.search_spaces.declarative import DeclarativeSpace
-from visiontune.studies import STUDIES, get_study
+from visiontune.selection.studies import STUDIES, get_study
 
 
 def test_grid_rows_run_every_row_with_every_combination_in_order():
@@ -75,7 +75,7 @@ def test_the_report_cnn_has_its_21578_weights():
 
 
 def test_a_quick_study_runs_end_to_end_and_writes_its_table(ray_address, tmp_path):
-    from visiontune.reproduce import ReproduceOptions, reproduce
+    from visiontune.selection.reproduce import ReproduceOptions, reproduce
 
     index = reproduce(ReproduceOptions(studies=["1.4-adam"], quick=True, seeds=2, storage=str(tmp_path / "runs"),
                                        out=str(tmp_path / "tables"), synthetic=True, epochs=2),

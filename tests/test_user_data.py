@@ -337,7 +337,8 @@ def test_a_size_the_header_sample_missed_falls_back_to_reading_every_header(tmp_
 def test_the_one_pass_decoder_gives_pillows_pixels_for_every_png_kind_and_jpeg(tmp_path):
     """The plain-PNG fast path (chunks walked here, pixels by Pillow's C decoder, pasted into one
     sheet) and the fallback for everything else read what ``Image.open(...).convert`` reads."""
-    from visiontune import imageio
+    from visiontune import image_files
+    from visiontune.file_sources import FolderSource
 
     arrays = {"grey.png": grey(16, 12), "rgb.png": colour(16, 12), "photo.jpg": colour(16, 12),
               "rgba.png": RNG.integers(0, 256, (16, 12, 4), dtype=np.uint8)}
@@ -348,7 +349,7 @@ def test_the_one_pass_decoder_gives_pillows_pixels_for_every_png_kind_and_jpeg(t
     files["deep.png"] = buffer.getvalue()
     root = write_tree(tmp_path / "mixed", files)
     names = sorted(files)
-    images, headers, uniform = imageio.uniform_images_chunk(("folder", str(root)), names, 3, (16, 12), False)
+    images, headers, uniform = image_files.uniform_images_chunk(FolderSource(root), names, 3, (16, 12), False)
     assert uniform and images.shape == (len(names), 3, 16, 12)
     for index, name in enumerate(names):
         with Image.open(root / name) as image:
@@ -361,15 +362,15 @@ def test_the_one_pass_decoder_gives_pillows_pixels_for_every_png_kind_and_jpeg(t
         assert np.array_equal(images[index], expected), name
         assert tuple(headers[index][:2]) == (16, 12)
     grey_names = ["grey.png", "deep.png"]
-    single, _, uniform = imageio.uniform_images_chunk(("folder", str(root)), grey_names, 1, (16, 12), True)
+    single, _, uniform = image_files.uniform_images_chunk(FolderSource(root), grey_names, 1, (16, 12), True)
     assert uniform and np.array_equal(single[0, 0], arrays["grey.png"])
-    _, _, uniform = imageio.uniform_images_chunk(("folder", str(root)), ["grey.png", "rgb.png"], 1, (16, 12), True)
+    _, _, uniform = image_files.uniform_images_chunk(FolderSource(root), ["grey.png", "rgb.png"], 1, (16, 12), True)
     assert not uniform  # a colour file where all were taken for grey: the caller reads headers first
     corrupt = bytearray(files["rgb.png"])
     corrupt[60] ^= 0xFF  # inside the pixel data: the C decoder's error, as a one-line DataError
     (root / "rgb.png").write_bytes(bytes(corrupt))
     with pytest.raises(DataError, match="rgb.png: unreadable image"):
-        imageio.uniform_images_chunk(("folder", str(root)), ["rgb.png"], 3, (16, 12), False)
+        image_files.uniform_images_chunk(FolderSource(root), ["rgb.png"], 3, (16, 12), False)
 
 
 def test_a_folder_data_set_trains_through_its_card_with_no_task_name_looked_up(tmp_path):
@@ -385,7 +386,7 @@ def test_a_folder_data_set_trains_through_its_card_with_no_task_name_looked_up(t
                                "precision": "fp32"}, card=splits.card)
     trainer = Trainer(config, splits, device="cpu")
     first = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
-    assert first.in_channels == 3 and trainer.predict("val").shape == (len(splits.val), 3)
+    assert first.in_channels == 3 and trainer.model(trainer.splits["val"].images).shape == (len(splits.val), 3)
     trainer.fit_epoch()
     assert set(trainer.evaluate("val")) >= {"val/loss", trainer.kind.val_metric}
     with pytest.raises(Exception, match="augmentation 'flip' does not suit insects"):

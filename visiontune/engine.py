@@ -127,8 +127,10 @@ class Trainer:
             noise_std=config.noise_std, stain_jitter=config.stain_jitter,
             padding=self.kind.padding,
         )
+        # Train and validation only: the test split is the model layer's (trained.TrainedModel),
+        # looked at once, after training.
         self.splits = {name: DeviceSet.from_images(getattr(data, name), self.device, self.channels_last)
-                       for name in ("train", "val", "test")}
+                       for name in ("train", "val")}
         self.epoch = 0  # epochs completed
         train = self.splits["train"]
         self.use_bf16 = precision.use_bf16(config.precision, self.device, lambda: precision.bf16_speedup(
@@ -241,15 +243,15 @@ class Trainer:
     # --------------------------------------------------------------------------- evaluation
     @torch.inference_mode()
     def evaluate(self, split: str = "val") -> dict[str, float]:
-        """Loss and metrics of ``split``, named ``<split>/loss``, ``<split>/acc`` or ``<split>/dice``,
-        through the one inference code (``inference``: the configured test-time augmentation, the
-        precision the run trains in)."""
+        """Loss and metrics of ``split`` (``val``, or ``train``), named ``<split>/loss``,
+        ``<split>/acc`` or ``<split>/dice``, through the one inference code (``inference``: the
+        configured test-time augmentation, the precision the run trains in)."""
         self.model.eval()
         data = self.splits[split]
         step = self.kind.eval_batch
         batches = ((data.images[start:start + step], data.targets[start:start + step])
                    for start in range(0, len(data), step))
-        evaluation = inference.Evaluation(self.card, self.loss_fn, per_class=split == "test")
+        evaluation = inference.Evaluation(self.card, self.loss_fn)
         inference.evaluate_batches(lambda images: inference.view_outputs(
             self.model, images, self.config.tta, self.use_bf16, self.channels_last), batches, evaluation)
         return evaluation.metrics(split)

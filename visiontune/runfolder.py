@@ -116,6 +116,7 @@ class SearchRun:
     search: dict[str, Any]  # search.json
     trials: list[TrialRecord]
     test: dict[str, dict[str, Any]]  # test_results.json's trials
+    ensemble_test: dict[str, Any]  # test_results.json's ensemble of the top-k: members and test figures
     pareto: list[dict[str, Any]]
     complete: bool  # the search ended and wrote its summary
     warnings: list[str] = field(default_factory=list)
@@ -235,9 +236,15 @@ class SearchRun:
         """What the search recorded about its ``count`` best trials: how they were chosen, and
         their validation and test figures."""
         ranked = sorted(self.test.values(), key=lambda entry: entry["rank"])[:count]
-        return {"selection": f"trials ranked by their best {self.metric} (validation); the epoch of each chosen "
-                             "on validation; test evaluated once, after the search, for the top-k",
-                "members": [{key: value for key, value in entry.items() if key != "config"} for entry in ranked]}
+        members = [{key: value for key, value in entry.items() if key != "config"} for entry in ranked]
+        figures = {"selection": f"trials ranked by their best {self.metric} (validation); the epoch of each chosen "
+                                "on validation; test evaluated once, after the search, for the top-k",
+                   "members": members}
+        if count == 1 and members:
+            figures["test"] = {k: v for k, v in members[0].items() if k.startswith("test/")}
+        elif len(self.ensemble_test.get("members", [])) == count:  # the top-k's ensemble, as the search tested it
+            figures["test"] = {k: v for k, v in self.ensemble_test.items() if k.startswith("test/")}
+        return figures
 
     def cv_figures(self) -> dict[str, Any]:
         """What the latest cross-validation recorded about its winner's fold ensemble."""
@@ -313,11 +320,10 @@ def load_search(folder: str | Path) -> SearchRun:
     trials = [_trial(folder, trial_folder, final, ray_statuses, max_epochs)
               for trial_folder in sorted(p for p in folder.glob(f"{record.TRIAL_PREFIX}*") if p.is_dir())]
     warnings = [f"trial {trial.trial_id}: {warning}" for trial in trials for warning in trial.warnings]
-    test = {}
-    if (folder / record.TEST_FILE).is_file():
-        test = read_json(folder / record.TEST_FILE, "the test results").get("trials", {})
+    tested = read_json(folder / record.TEST_FILE, "the test results") if (folder / record.TEST_FILE).is_file() else {}
     pareto = read_json(folder / record.PARETO_FILE, "the Pareto front") if (folder / record.PARETO_FILE).is_file() else []
-    return SearchRun(folder, search, trials, test, pareto, complete=bool(final), warnings=warnings)
+    return SearchRun(folder, search, trials, tested.get("trials", {}), tested.get("ensemble", {}), pareto,
+                     complete=bool(final), warnings=warnings)
 
 
 # -------------------------------------------------------------------------------- train runs
@@ -340,14 +346,15 @@ class TrainRun:
         """The test figures of the best epoch, as the run recorded them."""
         result = read_json(self.folder / record.RESULT_FILE, "the run's result")
         return {"selection": "the epoch chosen on validation; test evaluated once, after training",
-                "members": [{key: value for key, value in result.items() if key.startswith(("test/", "best_"))}]}
+                "members": [{key: value for key, value in result.items() if key.startswith(("test/", "best_"))}],
+                "test": {key: value for key, value in result.items() if key.startswith("test/")}}
 
 
 def load_train(folder: str | Path) -> TrainRun:
     """Read a ``train`` run folder."""
     folder = Path(folder)
-    return TrainRun(folder, read_json(folder / record.CONFIG_FILE, "the run's configuration") or {},
-                    read_json(folder / record.DATA_FILE, "the run's data record") or {})
+    data = read_json(folder / record.DATA_FILE, "the run's data record") or {}
+    return TrainRun(folder, read_json(folder / record.CONFIG_FILE, "the run's configuration") or {}, data)
 
 
 # ---------------------------------------------------------------------------- what is a model

@@ -24,6 +24,7 @@ from visiontune.data.splits import DataSplits
 from visiontune.engine import Trainer
 from visiontune.errors import VisiontuneError
 from visiontune.fit import BestSoFar, EpochEnd, fit_epochs
+from visiontune.trained import TrainedModel
 from visiontune.record import (BEST_CHECKPOINT, BEST_EPOCH, CONFIG_FILE, DATA_FILE, EPOCH, METRICS_FILE, PARAMS,
                                PRECISION, RESULT_FILE, best_column)
 
@@ -74,8 +75,9 @@ def train_one(
     if not best_state:
         raise VisiontuneError(f"training diverged in its first epoch (loss not finite); try a smaller --lr. "
                               f"Partial run folder: {out_dir}")
-    trainer.model.load_state_dict(best_state)
-    test_metrics = trainer.evaluate("test")  # the one and only look at the test split
+    # The one and only look at the test split, by the model layer: what predict and export run.
+    model = TrainedModel.from_weights(splits.card, [(config, best_state, trainer.use_bf16)], trainer.device)
+    test_metrics = model.evaluate(splits.test, "test").metrics
     result = {
         "task": splits.task,
         "status": status,

@@ -90,17 +90,26 @@ class TrainedModel:
                    ["bf16" if flag else "fp32" for flag in bf16])
 
     @classmethod
+    def from_checkpoints(cls, card: DatasetCard, members: Sequence[tuple[dict[str, Any], Path]],
+                         device: str | torch.device = "auto", source: str = "", figures: dict[str, Any] | None = None
+                         ) -> "TrainedModel":
+        """A model of ``members``, each (configuration as it trained, checkpoint file): a trial's
+        full state, whose precision it records, or a train run's weights, whose configuration
+        holds the precision it trained in."""
+        loaded = []
+        for config, checkpoint in members:
+            weights, bf16 = runs.weights_of(runs.load_checkpoint(checkpoint))
+            loaded.append((config, weights, config.get(record.PRECISION) == "bf16" if bf16 is None else bf16))
+        return cls.from_weights(card, loaded, device, source, figures)
+
+    @classmethod
     def from_run(cls, path: str | os.PathLike, device: str | torch.device = "auto", ensemble: int | str = 1
                  ) -> "TrainedModel":
         """The model of a train run, a search's ``ensemble`` best trials, or its cross-validation's
         fold ensemble (``ensemble="cv"``), each member at its checkpoint."""
         held = runfolder.model_members(path, ensemble)
-        members = []
-        for member in held.members:
-            weights, bf16 = runs.weights_of(runs.load_checkpoint(member.checkpoint))
-            precision = member.config.get(record.PRECISION)
-            members.append((member.config, weights, precision == "bf16" if bf16 is None else bf16))
-        return cls.from_weights(held.card, members, device, str(held.source), held.figures)
+        return cls.from_checkpoints(held.card, [(member.config, member.checkpoint) for member in held.members], device,
+                                    str(held.source), held.figures)
 
     @classmethod
     def from_exported(cls, folder: str | os.PathLike, device: str | torch.device = "auto") -> "TrainedModel":

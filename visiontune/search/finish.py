@@ -38,15 +38,18 @@ def load_trial_state(checkpoint) -> dict[str, Any]:
 
 
 def evaluate_top_k(results: dict[str, Any], ranked: list[tuple[TrialRecord, float | None, int]], metric: str,
-                   data: DataSplits, top_k: int, progress: Callable[[str], None]) -> tuple[dict[str, dict], dict[str, bytes]]:
+                   data: DataSplits, top_k: int, progress: Callable[[str], None]
+                   ) -> tuple[dict[str, dict], dict[str, bytes], dict[str, Any]]:
     """Evaluate the ``top_k`` best trials once on the test split, from their best checkpoints,
     through the model layer (``trained.TrainedModel``: what predict and export run), each at the
-    precision it trained in.
+    precision it trained in; then, where there are several, their ensemble (what ``predict
+    --ensemble K`` runs), for the record.
 
-    ``results`` maps trial ids to their ``ray.tune.Result``. Returns ``{trial_id: {"rank", "best_epoch", "best_METRIC", "test/...", "config"}}`` and, per
-    trial, the predictions as ``.npz`` bytes.
+    ``results`` maps trial ids to their ``ray.tune.Result``. Returns ``{trial_id: {"rank",
+    "best_epoch", "best_METRIC", "test/...", "config"}}``, per trial the predictions as ``.npz``
+    bytes, and the ensemble's ``{"members": [trial ids], "test/...": ...}`` (empty for one).
     """
-    evaluated, predictions = {}, {}
+    evaluated, predictions, members = {}, {}, []
     candidates = [(trial, value, epoch) for trial, value, epoch in ranked if value is not None][:top_k]
     for position, (trial, value, epoch) in enumerate(candidates, start=1):
         checkpoint = best_checkpoint(results[trial.trial_id], metric, epoch)
@@ -55,15 +58,19 @@ def evaluate_top_k(results: dict[str, Any], ranked: list[tuple[TrialRecord, floa
             continue
         state = load_trial_state(checkpoint)
         weights, bf16 = runs.weights_of(state)
-        model = TrainedModel.from_weights(data.card, [(trial.trained_config(), weights, bool(bf16))],
-                                          source=f"trial {trial.trial_id}")
+        members.append((trial.trained_config(), weights, bool(bf16)))
+        model = TrainedModel.from_weights(data.card, members[-1:], source=f"trial {trial.trial_id}")
         tested = model.evaluate(data.test, "test", artefacts=True)
         evaluated[trial.trial_id] = {"rank": position, record.BEST_EPOCH: int(state[record.BEST_EPOCH]),
                                      record.best_column(metric): value, **tested.metrics, "config": trial.config}
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **tested.artefacts)
         predictions[trial.trial_id] = buffer.getvalue()
-    return evaluated, predictions
+    ensemble = {}
+    if len(members) > 1:
+        model = TrainedModel.from_weights(data.card, members, source=f"the top {len(members)}")
+        ensemble = {"members": list(evaluated), **model.evaluate(data.test, "test").metrics}
+    return evaluated, predictions, ensemble
 
 
 def pareto_front(trials: list[TrialRecord], metric: str) -> list[dict[str, Any]]:
@@ -99,11 +106,12 @@ def finish_search(result_grid, options: SearchOptions, plan: SearchPlan, splits:
     by_id = {trial.trial_id: result for trial, result in zip(trials, results)}
     # A fold search or refit (analyze --cv) has no test images: its caller ranks by out-of-fold figures first.
     tested = 0 if options.cv_folds else options.top_k
-    test, predictions = evaluate_top_k(by_id, ranked, metric, splits, tested, progress)
+    test, predictions, ensemble = evaluate_top_k(by_id, ranked, metric, splits, tested, progress)
     table = record.ranked_table(trials, metric, test)
     store.write_text(record.TRIALS_CSV, table.to_csv(index=False))
     store.write_text(record.TRIALS_JSON, json.dumps([t.summary(metric) for t, _, _ in ranked], indent=2, default=str))
-    store.write_text(record.TEST_FILE, json.dumps({"metric": metric, "split": splits.describe(), "trials": test},
+    store.write_text(record.TEST_FILE, json.dumps({"metric": metric, "split": splits.describe(), "trials": test,
+                                                   **({"ensemble": ensemble} if ensemble else {})},
                                                   indent=2, default=str))
     for trial_id, data in predictions.items():
         store.write_bytes(f"{record.PREDICTIONS_DIR}/{trial_id}.npz", data)

@@ -57,15 +57,6 @@ def load_data(run: SearchRun, data_dir: str | None) -> DataSplits:
     return run.load_splits(data_dir)
 
 
-def _model(card, configs_and_checkpoints: list[tuple[dict[str, Any], Path]], device: str) -> TrainedModel:
-    """The model of fold members (one, or a fold ensemble), each at its checkpoint."""
-    members = []
-    for config, checkpoint in configs_and_checkpoints:
-        weights, bf16 = runs.weights_of(runs.load_checkpoint(checkpoint))
-        members.append((config, weights, bool(bf16)))
-    return TrainedModel.from_weights(card, members, device, source="cross-validation")
-
-
 def _candidates(run: SearchRun, top: int) -> list[Candidate]:
     ranked = run.ranked()[:top]
     if not ranked:
@@ -100,7 +91,7 @@ def _out_of_fold(candidates: list[Candidate], pooled: DataSplits, device: str) -
     for candidate in candidates:
         evaluation = inference.Evaluation(pooled.card, per_class=True)
         for fold, checkpoint in enumerate(candidate.checkpoints):
-            model = _model(pooled.card, [(candidate.config, checkpoint)], device)
+            model = TrainedModel.from_checkpoints(pooled.card, [(candidate.config, checkpoint)], device)
             model.add_to(evaluation, fold_splits(pooled, fold).val)
         candidate.oof = evaluation.metrics("oof")
 
@@ -124,7 +115,7 @@ def _refit(run: SearchRun, winner: Candidate, folds: int, label: str, images: in
                      f"refit of trial {winner.trial.trial_id} on all {images} images", data_dir, resources, progress,
                      cv_folds=folds, cv_refit=True)
     trial_folder = folder / load_search(folder).trials[0].path
-    model = _model(splits.card, [(winner.config, last_checkpoint(trial_folder, epochs))], device)
+    model = TrainedModel.from_checkpoints(splits.card, [(winner.config, last_checkpoint(trial_folder, epochs))], device)
     winner.refit = {"epochs": epochs, "fold_best_epochs": best_epochs, "path": str(trial_folder.relative_to(run.folder)),
                     **model.evaluate(splits.test, "test").metrics}
 
@@ -171,7 +162,8 @@ def cross_validate(run: SearchRun, folds: int = DEFAULT_FOLDS, top: int = 3, epo
 
     # The ranking is on disk: only now the test split is read, once per configuration.
     for candidate in candidates:
-        ensemble = _model(splits.card, [(candidate.config, checkpoint) for checkpoint in candidate.checkpoints], device)
+        ensemble = TrainedModel.from_checkpoints(splits.card, [(candidate.config, checkpoint) for checkpoint in candidate.checkpoints],
+                                                 device)
         candidate.test = ensemble.evaluate(splits.test, "test").metrics
     if refit:
         _refit(run, candidates[0], folds, label, images, data_dir, resources or {}, splits, device, progress)

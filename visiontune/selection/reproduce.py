@@ -9,16 +9,13 @@ MNIST, on a 5,000-image training subset (the validation set's size); its tables 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from visiontune import record
 from visiontune.errors import ConfigError
 from visiontune.runfolder import load_search
 from visiontune.selection.grid import mean_std, run_grid
