@@ -285,8 +285,7 @@ def _trial_config(trial_folder: Path, reports: list[dict[str, Any]], warnings: l
     return {}
 
 
-def _trial(folder: Path, trial_folder: Path, final: dict[str, Any], ray_statuses: dict[str, str],
-           max_epochs: int) -> TrialRecord:
+def _trial(trial_folder: Path, final: dict[str, Any], ray_statuses: dict[str, str], max_epochs: int) -> TrialRecord:
     """One trial of a search folder: its reports, configuration and how it stands."""
     trial_id = trial_folder.name.removeprefix(record.TRIAL_PREFIX)
     warnings: list[str] = []
@@ -317,7 +316,7 @@ def load_search(folder: str | Path) -> SearchRun:
     if (folder / record.TRIALS_JSON).is_file():
         final = {str(t["trial_id"]): t for t in read_json(folder / record.TRIALS_JSON, "the trial summaries")}
     ray_statuses = {} if final else _ray_statuses(folder)
-    trials = [_trial(folder, trial_folder, final, ray_statuses, max_epochs)
+    trials = [_trial(trial_folder, final, ray_statuses, max_epochs)
               for trial_folder in sorted(p for p in folder.glob(f"{record.TRIAL_PREFIX}*") if p.is_dir())]
     warnings = [f"trial {trial.trial_id}: {warning}" for trial in trials for warning in trial.warnings]
     tested = read_json(folder / record.TEST_FILE, "the test results") if (folder / record.TEST_FILE).is_file() else {}

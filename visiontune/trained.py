@@ -38,7 +38,7 @@ from visiontune.model_formats import FORMATS
 from visiontune.models import build_model
 from visiontune.models.layers import fold_batchnorm
 
-Image = np.ndarray | str | os.PathLike | bytes  # what predict takes: a uint8 array, a file's path or its bytes
+ImageInput = np.ndarray | str | os.PathLike | bytes  # what predict takes: a uint8 array, a file's path or its bytes
 
 
 @dataclass
@@ -189,16 +189,16 @@ class TrainedModel:
         return TestEvaluation(evaluation.metrics(split), drawn)
 
     # ------------------------------------------------------------------------------- predict
-    def preprocess(self, image: Image, where: str = "image") -> np.ndarray:
+    def preprocess(self, image: ImageInput, where: str = "image") -> np.ndarray:
         """One image (a file's path or bytes, or a uint8 array ``(H, W)``/``(H, W, C)``) as the
         model's uint8 input ``(C, H, W)``, exactly as training read its files (the card)."""
         decode_channels = 1 if self.card.channels == 1 else 3
         size = tuple(self.card.image_size)
         if isinstance(image, np.ndarray):  # through Pillow too, so that conversion and resizing are the loader's
-            from PIL import Image as PillowImage
+            from PIL import Image
 
             array = np.ascontiguousarray(image, dtype=np.uint8)
-            pixels = image_files.image_array(PillowImage.fromarray(
+            pixels = image_files.image_array(Image.fromarray(
                 array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array), decode_channels, size)
         else:
             data = image if isinstance(image, bytes) else Path(image).read_bytes()
@@ -210,7 +210,7 @@ class TrainedModel:
         """Per image: the class and probabilities, or the mask (resized back to ``sizes``) and areas."""
         return self.kind.results(probabilities, self.card.classes, sizes)
 
-    def predict(self, images: Sequence[Image], batch_size: int = 256) -> list[dict[str, Any]]:
+    def predict(self, images: Sequence[ImageInput], batch_size: int = 256) -> list[dict[str, Any]]:
         """Predictions of images (paths, bytes or arrays): per image, ``class`` and ``probabilities``
         (classification) or ``mask`` at the image's own size and its class ``areas`` (segmentation)."""
         out = []
