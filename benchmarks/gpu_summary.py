@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -27,11 +26,9 @@ def utilisation(csv_path: Path) -> tuple[float | None, float | None, int]:
 
 def time_to_target(run: Path, target: float = TARGET) -> tuple[float | None, float]:
     """Seconds from the search's first trial start to the first epoch with val/acc >= target; and the span."""
-    rows = []
-    for result in run.glob("trial_*/result.json"):
-        for line in result.read_text().splitlines():
-            if line.strip():
-                rows.append(json.loads(line))
+    from visiontune.runfolder import load_search
+
+    rows = [row for trial in load_search(run).trials for row in trial.epochs.to_dict("records")]
     if not rows:
         return None, 0.0
     start = min(row["timestamp"] - row.get("time_total_s", 0.0) for row in rows)

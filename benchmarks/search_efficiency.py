@@ -48,10 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import describe, git_revision, machine, save  # noqa: E402
 
-from visiontune import record  # noqa: E402
+from visiontune.runfolder import load_search  # noqa: E402
 
 THRESHOLD = 0.83  # the report's best FCN2 (chosen on test there)
-TEST_METRIC = "test/dice"
+VAL_METRIC, TEST_METRIC = "val/dice", "test/dice"
 DEFAULT_SPACE = "warwick-unet"
 MONITOR = "monitor/test_dice"  # test Dice of a trial's best-by-validation model so far
 
@@ -90,75 +90,43 @@ def reach_stopper(threshold: float = THRESHOLD):
     return StopAtReach()
 
 
-def _epoch_rows(trial: Path) -> list[dict]:
-    rows = {}
-    result = trial / record.RESULT_FILE
-    if result.exists():
-        for line in result.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if row.get("epoch"):
-                    rows[row["epoch"]] = row  # a retried epoch counts once
-    return [rows[e] for e in sorted(rows)]
-
-
-def _best_state(trial: Path, rows: list[dict]) -> dict | None:
-    """The trial's checkpoint whose epoch is its best by validation (Ray keeps it beside the latest).
-
-    Where validation Dice tied (a model stuck at "all gland"), Ray may have kept a later epoch
-    with the same score: then the kept checkpoint with the highest validation Dice stands in.
-    """
-    from visiontune import runs
-
-    states = [runs.load_checkpoint(path) for path in sorted(trial.glob(f"{record.CHECKPOINT_PREFIX}*/{record.STATE_FILE}"))]
-    if not states:
-        return None
-    latest = max(states, key=lambda s: s["trainer"]["epoch"])
-    best = next((s for s in states if s["trainer"]["epoch"] == latest["best_epoch"]), None)
-    if best is None:
-        score = {row["epoch"]: row.get("val/dice", float("-inf")) for row in rows}
-        best = max(states, key=lambda s: score.get(s["trainer"]["epoch"], float("-inf")))
-        best = {**best, "best_epoch": best["trainer"]["epoch"]}
-    return best
-
-
 def first_reach(run: Path, splits, threshold: float = THRESHOLD) -> dict:
     """Trial-epochs and seconds until the search first held a model scoring ``threshold`` on test.
 
     From the monitor in the trials' reports where the search ran with it, else (``--from-run``)
-    from each trial's final best checkpoint, scored on test now: an upper bound.
+    from each trial's final best checkpoint (the one its search tested), scored on test now by
+    the model layer: an upper bound.
     """
-    from visiontune import runs
+    from visiontune.errors import VisiontuneError
     from visiontune.trained import TrainedModel
 
-    timeline, reached = [], []
-    tested = {}
-    rows_of = {trial: _epoch_rows(trial) for trial in sorted(run.glob(f"{record.TRIAL_PREFIX}*"))}
+    searched = load_search(run)
+    rows_of = {trial: trial.epochs.to_dict("records") for trial in searched.trials}  # an epoch counted once
     if any(MONITOR in row for rows in rows_of.values() for row in rows):
         return _first_reach_monitored(rows_of, threshold)
-    for trial, rows in rows_of.items():
-        timeline.extend(row["timestamp"] for row in rows)
-        state = _best_state(trial, rows)
-        if state is None or not rows:
-            continue
-        config = json.loads((trial / record.PARAMS_FILE).read_text())
-        weights, bf16 = runs.weights_of(state)
-        model = TrainedModel.from_weights(splits.card, [(config, weights, bool(bf16))])
-        score = model.evaluate(splits.test, "test").metrics[TEST_METRIC]
-        tested[trial.name] = score
-        if score >= threshold:
-            best_row = next(row for row in rows if row["epoch"] == state["best_epoch"])
-            reached.append(best_row["timestamp"])
-    return _summarise(timeline, reached, tested, "final best checkpoint (upper bound)")
-
-
-def _first_reach_monitored(rows_of: dict[Path, list[dict]], threshold: float) -> dict:
     timeline, reached, tested = [], [], {}
     for trial, rows in rows_of.items():
         timeline.extend(row["timestamp"] for row in rows)
-        scores = [row[MONITOR] for row in rows if MONITOR in row]
+        try:
+            checkpoint = searched.checkpoint(trial, VAL_METRIC)
+        except VisiontuneError:  # no checkpoint kept: outside the top-k, or no epoch ended
+            continue
+        model = TrainedModel.from_checkpoints(splits.card, [(trial.trained_config(), checkpoint)])
+        score = model.evaluate(splits.test, "test").metrics[TEST_METRIC]
+        tested[trial.trial_id] = score
+        if score >= threshold:
+            best_epoch = trial.best(VAL_METRIC)[1]
+            reached.append(next(row for row in rows if row["epoch"] == best_epoch)["timestamp"])
+    return _summarise(timeline, reached, tested, "final best checkpoint (upper bound)")
+
+
+def _first_reach_monitored(rows_of: dict, threshold: float) -> dict:
+    timeline, reached, tested = [], [], {}
+    for trial, rows in rows_of.items():
+        timeline.extend(row["timestamp"] for row in rows)
+        scores = [row[MONITOR] for row in rows if MONITOR in row and row[MONITOR] == row[MONITOR]]
         if scores:
-            tested[trial.name] = scores[-1]  # the trial's last best-by-validation model
+            tested[trial.trial_id] = scores[-1]  # the trial's last best-by-validation model
         first = next((row for row in rows if row.get(MONITOR, float("-inf")) >= threshold), None)
         if first is not None:
             reached.append(first["timestamp"])
@@ -273,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_run:
         run = Path(args.from_run)
         measured = first_reach(run, splits)
-        search = json.loads((run / record.SEARCH_FILE).read_text())
+        search = load_search(run).search
         path = save(f"search_efficiency-run-{run.name}",
                     {"machine": machine(), "revision": git_revision(), "threshold": THRESHOLD, "run": str(run),
                      "options": search.get("options"), "command": search.get("command"), **measured})

@@ -44,19 +44,12 @@ QUICK_GRID = {"blocks": [2, 3], "width": [8, 16], "lr": [1e-3, 3e-3], "batch_siz
 
 
 def useful_seconds(run: Path) -> tuple[float, int]:
-    """Sum of every trial's epoch_time_s (training + validation) and the number of epochs."""
-    from visiontune.record import EPOCH, EPOCH_TIME, RESULT_FILE, TRIAL_PREFIX
+    """Sum of every trial's epoch_time_s (training + validation) and the number of epochs (an
+    epoch repeated after a retry counts once: the run record's per-epoch frames)."""
+    from visiontune.runfolder import load_search
 
-    total, epochs = 0.0, 0
-    for result in run.glob(f"{TRIAL_PREFIX}*/{RESULT_FILE}"):
-        seen = {}
-        for line in result.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                seen[row[EPOCH]] = row.get(EPOCH_TIME, 0.0)  # an epoch repeated after a retry counts once
-        total += sum(seen.values())
-        epochs += len(seen)
-    return total, epochs
+    trials = load_search(run).trials
+    return sum(trial.compute_seconds() for trial in trials), sum(len(trial.epochs) for trial in trials)
 
 
 def run_visiontune(grid: dict, epochs: int, train_limit: int | None, data_dir: str | None, storage: Path,

@@ -5,7 +5,7 @@ Writers (the trial loop, the search's finishing step, ``visiontune train``) and 
 (analysis, reproduce, reseed, the benchmarks) import these names; none spells them itself.
 The ranked table has one schema, built by :func:`ranked_table` from :class:`TrialRecord`\\ s,
 whether they come from a live Ray Tune ``ResultGrid`` (:func:`trial_from_result`, when a
-search ends) or from a run folder on disk (``analysis.load.load_run``).
+search ends) or from a run folder on disk (``runfolder.load_search``).
 """
 
 from __future__ import annotations
