@@ -101,11 +101,11 @@ def first_reach(run: Path, splits, threshold: float = THRESHOLD) -> dict:
     from visiontune.trained import TrainedModel
 
     searched = load_search(run)
-    rows_of = {trial: trial.epochs.to_dict("records") for trial in searched.trials}  # an epoch counted once
-    if any(MONITOR in row for rows in rows_of.values() for row in rows):
+    rows_of = [(trial, trial.epochs.to_dict("records")) for trial in searched.trials]  # an epoch counted once
+    if any(MONITOR in row for _, rows in rows_of for row in rows):
         return _first_reach_monitored(rows_of, threshold)
     timeline, reached, tested = [], [], {}
-    for trial, rows in rows_of.items():
+    for trial, rows in rows_of:
         timeline.extend(row["timestamp"] for row in rows)
         try:
             checkpoint = searched.checkpoint(trial, VAL_METRIC)
@@ -120,9 +120,9 @@ def first_reach(run: Path, splits, threshold: float = THRESHOLD) -> dict:
     return _summarise(timeline, reached, tested, "final best checkpoint (upper bound)")
 
 
-def _first_reach_monitored(rows_of: dict, threshold: float) -> dict:
+def _first_reach_monitored(rows_of: list, threshold: float) -> dict:
     timeline, reached, tested = [], [], {}
-    for trial, rows in rows_of.items():
+    for trial, rows in rows_of:
         timeline.extend(row["timestamp"] for row in rows)
         scores = [row[MONITOR] for row in rows if MONITOR in row and row[MONITOR] == row[MONITOR]]
         if scores:
