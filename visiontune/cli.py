@@ -73,12 +73,16 @@ def command_train(args: argparse.Namespace) -> int:
     config = config_from_args(args.task, args)  # the checks that need no data, before loading it
     if args.out:
         runs.prepare_out_dir(Path(args.out))
-    splits = data_options_from_args(args).load_splits(args.task)
+    from visiontune.data.placement import plan_for
+
+    options = data_options_from_args(args)
+    splits = options.load_splits(args.task)
     config.validate(splits.card)  # the checks that depend on the data set, before anything is written
+    placement = plan_for(splits, options, gpus_per_trial=None if args.device in ("auto", "cuda") else 0.0)
     out = Path(args.out) if args.out else Path("runs") / runs.default_run_name(
         "train", task_label(args.task), config.model_name(splits.card.kind))
     result = train_one(config, splits, out, device=args.device, threads=args.threads,
-                       progress=(lambda line: None) if args.quiet else print)
+                       progress=(lambda line: None) if args.quiet else print, placement=placement)
     print(f"run folder: {out}")
     return 0 if result["status"] == "finished" else EXIT_ERROR
 
@@ -96,9 +100,12 @@ def command_data(args: argparse.Namespace) -> int:
         print(f"MNIST downloaded and verified in {folder}")
         return 0
     from visiontune.data.card import summary_lines
+    from visiontune.data.placement import plan_for
 
-    splits = data_options_from_args(args).load_splits(args.task)
+    options = data_options_from_args(args)
+    splits = options.load_splits(args.task)
     print("\n".join(summary_lines(splits.card)))
+    print(plan_for(splits, options).line())
     return 0
 
 

@@ -2,9 +2,11 @@
 
 ``visiontune train``, every search trial and every retraining of a best configuration go
 through :class:`Trainer`, so a number in a ranked table and a number from ``train`` come from
-the same code. The data live on the training device as tensors and batches are taken by index
-(no per-sample Dataset/DataLoader); the inner loop never synchronises with the host, losses are
-summed on the device and read once per epoch.
+the same code. The data stay uint8 where their placement keeps them (``data.placement``: on the
+device, in shared host memory or memory-mapped from disk) and batches are taken by index
+(``batches``; no per-sample Dataset/DataLoader) and made float on the device one at a time; the
+inner loop never synchronises with the host, losses are summed on the device and read once per
+epoch.
 
 Typical use::
 
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,7 +29,8 @@ from visiontune import inference, metrics, precision
 from visiontune.config import TrainConfig
 from visiontune.data.augment import Augmenter, parse_augment
 from visiontune.data.card import DatasetCard
-from visiontune.data.splits import DataSplits, ImageSet
+from visiontune.batches import split_batches
+from visiontune.data.splits import DataSplits
 from visiontune.errors import VisiontuneError
 from visiontune.graphs import WARMUP_STEPS, GraphedStep, on_side_stream
 from visiontune.kinds import Kind
@@ -62,24 +64,6 @@ def make_optimizer(config: TrainConfig, parameters, capturable: bool = False) ->
                            capturable=capturable)
 
 
-@dataclass
-class DeviceSet:
-    """A split on the training device: float images in [0, 1] and targets ready for the loss."""
-
-    images: torch.Tensor
-    targets: torch.Tensor
-
-    @classmethod
-    def from_images(cls, data: ImageSet, device: torch.device, channels_last: bool) -> "DeviceSet":
-        images = data.images.to(device).float().div_(255.0)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return cls(images, data.targets.to(device).long())
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-
 class Trainer:
     """Trains one configuration on one task and evaluates it; see the module docstring."""
 
@@ -89,6 +73,7 @@ class Trainer:
         data: DataSplits,
         device: str | torch.device | None = "auto",
         threads: int | None = None,
+        placement: str | None = None,
     ) -> None:
         self.card: DatasetCard = data.card  # the task, as the data set describes itself
         self.kind: Kind = self.card.kind_spec
@@ -129,13 +114,15 @@ class Trainer:
         )
         # Train and validation only: the test split is the model layer's (trained.TrainedModel),
         # looked at once, after training.
-        self.splits = {name: DeviceSet.from_images(getattr(data, name), self.device, self.channels_last)
+        # Kept where the placement says (data.placement; default: on a GPU, on the CPU shared),
+        # made float one batch at a time.
+        self.placement = placement or ("device" if self.device.type == "cuda" else "host")
+        self.splits = {name: split_batches(getattr(data, name), self.device, self.placement)
                        for name in ("train", "val")}
         self.epoch = 0  # epochs completed
-        train = self.splits["train"]
         self.use_bf16 = precision.use_bf16(config.precision, self.device, lambda: precision.bf16_speedup(
             self.model, lambda params: make_optimizer(config, params, capturable=self.cuda_graphs), self.loss_fn,
-            train.images[:config.batch_size], train.targets[:config.batch_size], self.device))
+            *next(iter(self.splits["train"].in_order(config.batch_size))), self.device))
         self.precision = "bf16" if self.use_bf16 else "fp32"  # what "auto" chose, for the record
 
     # ----------------------------------------------------------------------------- training
@@ -158,16 +145,14 @@ class Trainer:
         count, batch_size = len(data), self.config.batch_size
         order = torch.randperm(count, generator=self.generator, device=self.device)
         sums = self._epoch_sums()
-        for start in range(0, count, batch_size):
-            index = order[start:start + batch_size]
-            images, targets = data.images[index], data.targets[index]
+        for images, targets in data.shuffled(order, batch_size):
             if self.augmenter and self.kind.augment_targets:
                 images, targets = self.augmenter(images, targets)  # same transform on the mask
             elif self.augmenter:
                 images, _ = self.augmenter(images)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            if self.cuda_graphs and index.numel() == batch_size:
+            if self.cuda_graphs and images.shape[0] == batch_size:
                 self._graphed_step(images, targets, sums)
             else:
                 # With a graph captured, its gradient tensors must stay where they are: zero
@@ -247,10 +232,7 @@ class Trainer:
         ``<split>/acc`` or ``<split>/dice``, through the one inference code (``inference``: the
         configured test-time augmentation, the precision the run trains in)."""
         self.model.eval()
-        data = self.splits[split]
-        step = self.kind.eval_batch
-        batches = ((data.images[start:start + step], data.targets[start:start + step])
-                   for start in range(0, len(data), step))
+        batches = self.splits[split].in_order(self.kind.eval_rows(self.card))
         evaluation = inference.Evaluation(self.card, self.loss_fn)
         inference.evaluate_batches(lambda images: inference.view_outputs(
             self.model, images, self.config.tta, self.use_bf16, self.channels_last), batches, evaluation)

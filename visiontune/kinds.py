@@ -24,6 +24,7 @@ from visiontune.errors import ConfigError
 
 if TYPE_CHECKING:
     from visiontune.data.card import DatasetCard
+    from visiontune.data.splits import ImageSet
 
 Sums = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # loss, hits (or Dice numerator), Dice denominator
 Result = dict[str, Any]  # one image's prediction (Kind.results)
@@ -106,11 +107,26 @@ class Kind:
         kind's test metrics with each class's figure."""
         raise NotImplementedError
 
-    def test_artefacts(self, predicted: torch.Tensor, targets: torch.Tensor, images: torch.Tensor,
+    def eval_rows(self, card: "DatasetCard") -> int:
+        """Images per evaluation batch for ``card``'s images: ``eval_batch``, fewer for large images
+        (a batch is made float on the device at once)."""
+        values = card.channels * card.image_size[0] * card.image_size[1]
+        return max(1, min(self.eval_batch, EVAL_VALUES // values))
+
+    def test_artefacts(self, predicted: torch.Tensor, data: "ImageSet",
                        per_image: torch.Tensor | None) -> dict[str, np.ndarray]:
         """What the analysis draws of a test evaluation (``predictions/TRIAL.npz``), from the
-        predicted classes, the targets, the uint8 images and the per-image scores."""
+        predicted classes, the labelled test set and the per-image scores: the images drawn
+        only, not the whole set."""
         raise NotImplementedError
+
+
+# The test images the analysis draws: misclassified ones (at most), the best and worst by Dice.
+DRAWN_WRONG, DRAWN_EACH = 40, 3
+
+# Pixel values per evaluation batch at most: the largest built-in batch (2048 CIFAR-10 images),
+# so the built-in tasks evaluate in the batches they always did.
+EVAL_VALUES = 2048 * 3 * 32 * 32
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...], kind: str) -> None:
@@ -161,11 +177,12 @@ class Classification(Kind):
         accumulator.update(torch.nn.functional.one_hot(predicted, card.num_classes).float(), truth)
         return accumulator.aggregate()
 
-    def test_artefacts(self, predicted: torch.Tensor, targets: torch.Tensor, images: torch.Tensor,
+    def test_artefacts(self, predicted: torch.Tensor, data: "ImageSet",
                        per_image: torch.Tensor | None) -> dict[str, np.ndarray]:
+        targets = data.targets
         wrong = (predicted.long() != targets.long()).nonzero().flatten()
         return {"predicted": predicted.numpy().astype(np.uint8), "target": targets.numpy().astype(np.uint8),
-                "wrong_index": wrong.numpy(), "wrong_images": images[wrong].numpy()}
+                "wrong_index": wrong.numpy(), "wrong_images": data.gather(wrong[:DRAWN_WRONG])[0].numpy()}
 
 
 @dataclass(frozen=True)
@@ -220,9 +237,12 @@ class Segmentation(Kind):
             accumulator.update(one_hot, torch.from_numpy(truth).long()[None])
         return accumulator.aggregate()
 
-    def test_artefacts(self, predicted: torch.Tensor, targets: torch.Tensor, images: torch.Tensor,
+    def test_artefacts(self, predicted: torch.Tensor, data: "ImageSet",
                        per_image: torch.Tensor | None) -> dict[str, np.ndarray]:
-        return {"dice": per_image.numpy(), "predicted": predicted.numpy().astype(np.uint8),
+        order = np.argsort(per_image.numpy(), kind="stable")
+        picks = np.unique(np.concatenate([order[:DRAWN_EACH], order[::-1][:DRAWN_EACH]]))  # worst and best
+        images, targets = data.gather(picks)
+        return {"dice": per_image.numpy()[picks], "predicted": predicted.numpy()[picks].astype(np.uint8),
                 "target": targets.numpy().astype(np.uint8), "images": images.numpy()}
 
 

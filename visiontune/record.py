@@ -29,6 +29,7 @@ TRIALS_CSV = "trials.csv"  # the ranked table (schema: ranked_table)
 TRIALS_JSON = "trials.json"  # one summary per trial (TrialRecord.summary), statuses final
 TEST_FILE = "test_results.json"  # the top-k's test metrics: the one look at test
 PARETO_FILE = "pareto.json"  # two-objective searches: the trials on the Pareto front
+CACHED_DATA_DIR = "cached_data"  # on a cluster: the data set's cache entries, which each node copies once
 PREDICTIONS_DIR = "predictions"  # the top-k's test predictions, TRIAL.npz
 ANALYSIS_DIR = "analysis"  # what `visiontune analyze` writes (its own trials.csv has the same schema)
 REPORT_FILE = "report.html"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import tempfile
 from pathlib import Path
 
 from visiontune import runs
@@ -119,3 +120,33 @@ class RunStore:
 
         selector = pyarrow.fs.FileSelector(f"{self.root}/{relative}".rstrip("/"), recursive=True, allow_not_found=True)
         return sum(info.size or 0 for info in self.fs.get_file_info(selector) if info.type == pyarrow.fs.FileType.File)
+
+    def upload_folder(self, local: Path, relative: str) -> None:
+        """Copy a local folder into the run folder as ``relative`` (a data set's cache entry, which
+        the nodes of a cluster copy from; ``data.placement.received``)."""
+        if self.fs is None:
+            target = Path(self.root) / relative
+            if not target.exists():
+                shutil.copytree(local, target)
+            return
+        import pyarrow.fs
+
+        self.fs.create_dir(f"{self.root}/{relative}", recursive=True)
+        pyarrow.fs.copy_files(str(local), f"{self.root}/{relative}", source_filesystem=pyarrow.fs.LocalFileSystem(),
+                              destination_filesystem=self.fs)
+
+    def download_folder(self, relative: str, local: Path) -> None:
+        """Copy the run folder's ``relative`` folder to ``local``, which appears complete or not at all."""
+        local.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=local.parent, prefix=f".{local.name}."))
+        try:
+            if self.fs is None:
+                shutil.copytree(Path(self.root) / relative, staging, dirs_exist_ok=True)
+            else:
+                import pyarrow.fs
+
+                pyarrow.fs.copy_files(f"{self.root}/{relative}", str(staging), source_filesystem=self.fs,
+                                      destination_filesystem=pyarrow.fs.LocalFileSystem())
+            staging.rename(local)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

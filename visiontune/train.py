@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from visiontune import runs
 from visiontune.config import TrainConfig
+from visiontune.data.placement import Placement, place
 from visiontune.data.splits import DataSplits
 from visiontune.engine import Trainer
 from visiontune.errors import VisiontuneError
@@ -41,10 +42,18 @@ def train_one(
     device: str = "auto",
     threads: int | None = None,
     progress: Callable[[str], None] = print,
+    placement: Placement | None = None,
 ) -> dict[str, Any]:
-    """Train ``config`` on ``splits``, write the run folder ``out_dir``, return ``result.json``'s dict."""
+    """Train ``config`` on ``splits``, write the run folder ``out_dir``, return ``result.json``'s dict.
+
+    ``placement`` (``data.placement.plan``) says where the data are kept; default: the trainer's.
+    """
     out_dir = runs.prepare_out_dir(Path(out_dir))
-    trainer = Trainer(config, splits, device=device, threads=threads)
+    if placement is not None:
+        splits = place(splits, placement, local=True)
+        progress(placement.line())
+    trainer = Trainer(config, splits, device=device, threads=threads,
+                      placement=placement.where if placement else None)
     metric = trainer.kind.val_metric
     out_dir.mkdir(parents=True, exist_ok=True)
     info = runs.provenance(trainer.device)

@@ -169,10 +169,8 @@ class TrainedModel:
         return self.forward(self._on_device(batch)).float().cpu()
 
     def _batches(self, data: ImageSet):
-        step = self.kind.eval_batch
-        for start in range(0, len(data), step):
-            yield (self._on_device(data.images[start:start + step]),
-                   data.targets[start:start + step].to(self.device).long())
+        for images, targets in data.batches(self.kind.eval_rows(self.card)):
+            yield self._on_device(images), targets.to(self.device).long()
 
     def add_to(self, evaluation: inference.Evaluation, data: ImageSet) -> inference.Evaluation:
         """Add the model's predictions of labelled uint8 ``data`` to a running evaluation (the
@@ -188,7 +186,7 @@ class TrainedModel:
         """Loss and metrics of labelled uint8 ``data`` (``split/...``), in one pass; with
         ``artefacts``, also what the analysis draws (``kind.test_artefacts``)."""
         evaluation = self.add_to(self.evaluation(keep_predicted=artefacts), data)
-        drawn = (self.kind.test_artefacts(evaluation.predictions(), data.targets, data.images, evaluation.per_image())
+        drawn = (self.kind.test_artefacts(evaluation.predictions(), data, evaluation.per_image())
                  if artefacts else {})
         return TestEvaluation(evaluation.metrics(split), drawn)
 

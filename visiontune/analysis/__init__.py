@@ -42,7 +42,7 @@ def _confusion_figure(data, card, trial_id: str):
 def _misclassified_figure(data, card, trial_id: str):
     wrong = data["wrong_index"]
     return ("misclassified.png", plots.misclassified(data["wrong_images"], data["target"][wrong],
-                                                     data["predicted"][wrong], card.classes),
+                                                     data["predicted"][wrong], card.classes, total=len(wrong)),
             f"Test images the best trial ({trial_id}) got wrong, with their true and predicted classes.")
 
 

@@ -221,8 +221,9 @@ def picture(image: np.ndarray) -> np.ndarray:
 
 
 def misclassified(images: np.ndarray, target: np.ndarray, predicted: np.ndarray, class_names: list[str],
-                  count: int = 40) -> Figure:
-    """A grid of misclassified test images titled 'true -> predicted'."""
+                  count: int = 40, total: int | None = None) -> Figure:
+    """A grid of misclassified test images titled 'true -> predicted' (``total``: how many were
+    misclassified, where ``images`` holds only the first of them)."""
     figure = Figure(figsize=(10, 5))
     shown = min(count, len(images))
     grid = figure.subplots(4, 10)
@@ -233,7 +234,7 @@ def misclassified(images: np.ndarray, target: np.ndarray, predicted: np.ndarray,
             axes.imshow(image, cmap="gray_r" if image.ndim == 2 else None)
             axes.set_title(f"{class_names[target[index]]} -> {class_names[predicted[index]]}", fontsize=7,
                            color="#b00")
-    figure.suptitle(f"misclassified test images (true -> predicted): {shown} of {len(images)} shown")
+    figure.suptitle(f"misclassified test images (true -> predicted): {shown} of {total or len(images)} shown")
     figure.tight_layout(rect=(0, 0, 1, 0.96))
     return figure
 

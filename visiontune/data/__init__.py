@@ -1,4 +1,4 @@
-"""Data sets as in-memory tensors, split once by seed, with their card: ``load_splits(name_or_path, ...)``.
+"""Data sets as uint8 arrays (in memory, or mapped from the decoded cache), split once by seed, with their card: ``load_splits(name_or_path, ...)``.
 
 Sub-modules: ``mnist`` and ``warwick`` read the report's sets (folders, zips, IDX, download),
 ``torchvision_sets`` torchvision's by name, ``folders``/``user`` a user's own folder of images
@@ -110,7 +110,6 @@ def load_splits(
     train_limit: int | None = None,
     download: bool = True,
     image_size: str | None = None,
-    max_data_gb: float | None = None,
 ) -> DataSplits:
     """Load a data set and split it into train/validation/test, with its card.
 
@@ -120,7 +119,7 @@ def load_splits(
     carved from the training set by a permutation seeded with ``split_seed``; the test set is the
     data set's own, untouched. ``train_limit`` keeps a seeded subset of the remaining training
     samples (quick runs). ``synthetic`` replaces a built-in set with its tiny generated stand-in.
-    ``image_size`` (``HxW``) and ``max_data_gb`` apply to a user's data set.
+    ``image_size`` (``HxW``) applies to a user's data set.
     """
     if is_builtin(task):
         if image_size:
@@ -134,7 +133,7 @@ def load_splits(
     from visiontune.data.user import load_folder
 
     return load_folder(task, image_size=image_size, val_size=val_size, split_seed=split_seed,
-                       train_limit=train_limit, max_data_gb=max_data_gb)
+                       train_limit=train_limit)
 
 
 __all__ = ["DataSplits", "ImageSet", "is_builtin", "kind_of", "load_splits", "resolve_data_dir", "task_label"]

@@ -64,38 +64,54 @@ class DatasetCard:
         return cls(**{key: value for key, value in data.items() if key in known})
 
 
-def channel_statistics(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and standard deviation of uint8 images ``(N, C, H, W)`` scaled to [0, 1],
-    exactly, from each channel's histogram of the 256 grey levels (no float copy of the set)."""
-    channels = int(images.shape[1])
-    if len(images) == 0:
+STATS_ROWS = 1024  # images read at a time for the statistics and the fingerprint
+
+
+def _chunks(data, rows: int = STATS_ROWS):
+    """(images, targets) of an ``ImageSet`` a chunk of rows at a time (no copy of the whole set)."""
+    return data.batches(rows)
+
+
+def channel_statistics(data) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of an ``ImageSet``'s uint8 images scaled to [0, 1],
+    exactly, from each channel's histogram of the 256 grey levels, counted a chunk at a time."""
+    channels = data.image_shape[0]
+    if len(data) == 0:
         return [0.0] * channels, [0.0] * channels
+    counts = torch.zeros((channels, 256), dtype=torch.float64)
+    for images, _ in _chunks(data):
+        for channel in range(channels):
+            counts[channel] += torch.bincount(images[:, channel].reshape(-1).to(torch.int64), minlength=256)
     levels = torch.arange(256, dtype=torch.float64) / 255.0
     means, stds = [], []
     for channel in range(channels):
-        counts = torch.bincount(images[:, channel].reshape(-1).to(torch.int64), minlength=256).to(torch.float64)
-        total = counts.sum()
-        mean = (counts * levels).sum() / total
-        variance = (counts * (levels - mean) ** 2).sum() / total
+        total = counts[channel].sum()
+        mean = (counts[channel] * levels).sum() / total
+        variance = (counts[channel] * (levels - mean) ** 2).sum() / total
         means.append(round(float(mean), 6))
         stds.append(round(float(variance.sqrt()), 6))
     return means, stds
 
 
-def class_counts(targets: torch.Tensor, kind: str, classes: list[str]) -> dict[str, int]:
-    """Images per class (classification) or mask pixels per class (segmentation)."""
-    values = targets.flatten().to(torch.int64)
-    counts = torch.bincount(values, minlength=len(classes)) if len(values) else torch.zeros(len(classes))
+def class_counts(data, kind: str, classes: list[str]) -> dict[str, int]:
+    """Images per class (classification) or mask pixels per class (segmentation) of an ``ImageSet``."""
+    counts = torch.zeros(len(classes), dtype=torch.int64)
+    for _, targets in _chunks(data):
+        found = torch.bincount(targets.flatten().to(torch.int64), minlength=len(classes))
+        counts += found[:len(classes)]
     return {name: int(counts[index]) for index, name in enumerate(classes)}
 
 
-def array_hash(*arrays: torch.Tensor) -> str:
-    """A short content hash of tensors (shape, dtype and bytes), the same on every machine."""
+def array_hash(*sets) -> str:
+    """A short content hash of ``ImageSet``\\ s (each one's images, then its targets: shape, dtype
+    and bytes, read a chunk at a time), the same on every machine."""
     digest = hashlib.blake2b(digest_size=12)
-    for array in arrays:
-        data = array.contiguous().numpy()
-        digest.update(str((data.shape, data.dtype.str)).encode())
-        digest.update(memoryview(np.ascontiguousarray(data)).cast("B"))
+    for data in sets:
+        rows = data.stored_rows()
+        for stored in (data.stored_images, data.stored_targets):
+            digest.update(str(((len(data), *stored.shape[1:]), stored.dtype.str)).encode())
+            for start in range(0, len(rows), STATS_ROWS):
+                digest.update(memoryview(np.ascontiguousarray(stored[rows[start:start + STATS_ROWS]])).cast("B"))
     return digest.hexdigest()
 
 
@@ -113,19 +129,18 @@ def build_card(*, name: str, kind: str, classes: list[str], train, val, test, se
                skipped: dict[str, int] | None = None, choices: list[str] | None = None,
                description: str = "", keep_channels: list[int] | None = None) -> DatasetCard:
     """The card of a data set split into ``train``, ``val`` and ``test`` (``ImageSet``\\ s)."""
-    mean, std = channel_statistics(train.images)
+    mean, std = channel_statistics(train)
     splits = {"train": train, "val": val, "test": test}
+    channels, height, width = train.image_shape
     return DatasetCard(
-        name=name, kind=kind, classes=list(classes), channels=int(train.images.shape[1]),
-        image_size=[int(train.images.shape[2]), int(train.images.shape[3])], mean=mean, std=std,
+        name=name, kind=kind, classes=list(classes), channels=channels, image_size=[height, width], mean=mean, std=std,
         split={"sizes": {key: len(part) for key, part in splits.items()}, "seed": seed, "how": how},
         augmentations=list(augmentations if augmentations is not None else get_kind(kind).augmentations),
         source=source, description=description, keep_channels=list(keep_channels) if keep_channels else None,
-        counts={key: class_counts(part.targets, kind, classes) for key, part in splits.items()},
-        original_sizes=size_summary(original_sizes if original_sizes is not None
-                                    else [(int(train.images.shape[2]), int(train.images.shape[3]))]),
+        counts={key: class_counts(part, kind, classes) for key, part in splits.items()},
+        original_sizes=size_summary(original_sizes if original_sizes is not None else [(height, width)]),
         skipped=dict(skipped or {}), choices=list(choices or []),
-        fingerprint=array_hash(*(t for part in splits.values() for t in (part.images, part.targets))))
+        fingerprint=array_hash(*splits.values()))
 
 
 def summary_lines(card: DatasetCard) -> list[str]:

@@ -8,12 +8,13 @@ where forking is not available, and ``image_files`` imports no torch so that the
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
-from typing import Any, Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -73,45 +74,54 @@ class Decoder:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def run_uniform(self, names: Sequence[str], channels: int, size: tuple[int, int], grey_only: bool
-                    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Images and headers in one pass (``image_files.uniform_images_chunk``); None where a file
-        has another size (or is colour where all were taken for grey)."""
-        images = np.empty((len(names), channels, size[0], size[1]), dtype=np.uint8)
+    def _chunks(self, function: Callable, arguments: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+        """(index, result) of ``function(*args)`` for each of ``arguments``, in this process or in
+        the pool with at most two chunks per process in flight: results are written out as they
+        come, so decoding a folder larger than memory holds a few chunks at a time."""
+        if self.pool is None:
+            for index, args in enumerate(arguments):
+                yield index, function(*args)
+            return
+        pending: dict[Future, int] = {}
+        upcoming = iter(enumerate(arguments))
+        window = 2 * getattr(self.pool, "_max_workers", 2)
+        while True:
+            for index, args in itertools.islice(upcoming, window - len(pending)):
+                pending[self.pool.submit(function, *args)] = index
+            if not pending:
+                return
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield pending.pop(future), future.result()  # a broken file's DataError is raised here
+
+    def run_uniform(self, names: Sequence[str], channels: int, size: tuple[int, int], grey_only: bool,
+                    out: np.ndarray, keep: Sequence[int] | None = None) -> np.ndarray | None:
+        """Images into ``out`` and their headers in one pass (``image_files.uniform_images_chunk``);
+        None where a file has another size (or is colour where all were taken for grey).
+        ``keep``: the decoded channels kept, in order (``out`` has that many)."""
         headers = np.zeros((len(names), 3), dtype=np.int64)
         bar = ProgressBar(len(names), "decoding images")
         starts = range(0, len(names), CHUNK)
         arguments = [(self.source, list(names[start:start + CHUNK]), channels, size, grey_only) for start in starts]
-        if self.pool is None:
-            results = (image_files.uniform_images_chunk(*args) for args in arguments)
-            pairs = zip(starts, results)
-        else:
-            futures = {self.pool.submit(image_files.uniform_images_chunk, *args): start
-                       for start, args in zip(starts, arguments)}
-            pairs = ((futures[future], future.result()) for future in as_completed(futures))
-        for start, (part, part_headers, uniform) in pairs:
+        for index, (part, part_headers, uniform) in self._chunks(image_files.uniform_images_chunk, arguments):
             if not uniform:
                 return None
-            images[start:start + len(part)], headers[start:start + len(part)] = part, part_headers
+            start = starts[index]
+            out[start:start + len(part)] = part if keep is None else part[:, list(keep)]
+            headers[start:start + len(part)] = part_headers
             bar.advance(len(part))
-        return images, headers
+        return headers
 
     def run(self, function: Callable, columns: Sequence[Sequence[Any]], constants: tuple, out: np.ndarray,
-            label: str) -> np.ndarray:
-        """``out[i:j] = function(source, *(column[i:j] for column in columns), *constants)`` over chunks."""
+            label: str, keep: Sequence[int] | None = None) -> np.ndarray:
+        """``out[i:j] = function(source, *(column[i:j] for column in columns), *constants)`` over
+        chunks (``keep``: the channels kept of each chunk's images)."""
         total = len(columns[0])
         bar = ProgressBar(total, label)
         starts = range(0, total, CHUNK)
-        if self.pool is None:
-            for start in starts:
-                part = function(self.source, *(list(c[start:start + CHUNK]) for c in columns), *constants)
-                out[start:start + len(part)] = part
-                bar.advance(len(part))
-            return out
-        futures = {self.pool.submit(function, self.source, *(list(c[start:start + CHUNK]) for c in columns), *constants):
-                   start for start in starts}
-        for future in as_completed(futures):
-            part = future.result()  # a broken file's DataError is raised here, in this process
-            out[futures[future]:futures[future] + len(part)] = part
+        arguments = [(self.source, *(list(c[start:start + CHUNK]) for c in columns), *constants) for start in starts]
+        for index, part in self._chunks(function, arguments):
+            start = starts[index]
+            out[start:start + len(part)] = part if keep is None else part[:, list(keep)]
             bar.advance(len(part))
         return out

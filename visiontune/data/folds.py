@@ -46,8 +46,7 @@ def assign_folds(count: int, folds: int, seed: int, labels: torch.Tensor | None 
 def pooled_for_cv(splits: DataSplits, folds: int, seed: int) -> DataSplits:
     """Train and validation pooled as the training set, with each image's fold in ``folds``; the
     validation and test splits empty."""
-    pool = ImageSet(torch.cat([splits.train.images, splits.val.images]),
-                    torch.cat([splits.train.targets, splits.val.targets]))
+    pool = splits.train.concat(splits.val)  # rows of the same arrays: no copy
     labels = pool.targets if splits.card.kind_spec.stratified else None
     empty = pool.subset(torch.arange(0))
     return dataclasses.replace(splits, train=pool, val=empty, test=empty,

@@ -33,8 +33,12 @@ class DataOptions:
     image_size: str | None = option(None, "your own images: resize every image to HxW (e.g. 128x96; default: "
                                           "kept where all share one size, else the median, at most 256 a side)",
                                     metavar="HxW", group=GROUP)
-    max_data_gb: float | None = option(None, "your own images: refuse a data set whose decoded arrays exceed this "
-                                             "(default: half the available memory)", metavar="GB", group=GROUP)
+    data_memory_gb: float | None = option(None, "memory the decoded data may take on each machine; past it they are "
+                                                "served from the memory-mapped cache on disk (default: half the "
+                                                "available memory)", metavar="GB", group=GROUP)
+    placement: str = option("auto", "where trials keep the data: device (the GPU, as uint8), host (shared memory), "
+                                    "disk (the memory-mapped cache), or auto: the first that fits",
+                            choices=("auto", "device", "host", "disk"), group=GROUP)
 
     def data_options(self) -> "DataOptions":
         """Just the data options (of a larger options object that includes them)."""
@@ -46,4 +50,4 @@ class DataOptions:
 
         return load_splits(task, data_dir=self.data_dir, synthetic=self.synthetic, val_size=self.val_size,
                            split_seed=self.split_seed, train_limit=self.train_limit, download=self.download,
-                           image_size=self.image_size, max_data_gb=self.max_data_gb)
+                           image_size=self.image_size)

@@ -3,7 +3,8 @@
 The decisions are made before any pixel is decoded, from the files' headers: one channel count
 (grey where every image is grey, else RGB, unless ``dataset.yaml`` says), one size (kept where
 all images share it; else ``--image-size`` or the median height and width, at most 256 a side),
-and whether the decoded arrays fit in memory. Each decision is recorded in words on the card.
+and whether the cache's disk holds the decoded arrays. Decoding writes straight into the
+cache's memory-mapped files. Each decision is recorded in words on the card.
 """
 
 from __future__ import annotations
@@ -24,20 +25,6 @@ from visiontune.data.splits import TEST_FRACTION, VAL_FRACTION, DataSplits, Imag
 from visiontune.errors import DataError
 
 MAX_SIDE = 256  # the default size is the median, capped here: larger images cost memory, not accuracy here
-MEMORY_FRACTION = 0.5  # of the available memory, the default limit for decoded arrays
-
-
-def available_memory() -> int:
-    """Bytes of memory available now (MemAvailable on Linux; free pages elsewhere)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
 def _choose_size(headers: np.ndarray, requested: list[int] | None, choices: list[str]) -> tuple[int, int]:
     sizes = {(int(h), int(w)) for h, w in np.unique(headers[:, :2], axis=0)}
     if requested:
@@ -72,14 +59,11 @@ def _choose_channels(headers: np.ndarray, requested: int | None, choices: list[s
     return 3
 
 
-def _check_memory(count: int, channels: int, size: tuple[int, int], masks: bool, max_data_gb: float | None,
-                  where: str) -> None:
-    need = count * size[0] * size[1] * (channels + (1 if masks else 0))
-    limit_bytes = max_data_gb * 1e9 if max_data_gb else MEMORY_FRACTION * available_memory()
-    if need > limit_bytes:
-        raise DataError(f"{where}: {count} images of {size[0]}x{size[1]}x{channels} need {need / 1e9:.1f} GB decoded, "
-                        f"over the limit of {limit_bytes / 1e9:.1f} GB (--max-data-gb); choose a smaller "
-                        "--image-size")
+def _check_disk(count: int, channels: int, size: tuple[int, int], masks: bool, where: str) -> None:
+    """Refuse, before decoding, a data set whose decoded arrays the cache's disk cannot hold."""
+    from visiontune.data.placement import check_disk
+
+    check_disk(count * size[0] * size[1] * (channels + (1 if masks else 0)), where)
 
 
 ORIGINAL_SIZES = "original_sizes"  # the cached array of every image's [height, width] as read
@@ -92,27 +76,31 @@ def _sample(count: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, count - 1, min(count, SAMPLE))})
 
 
-def _read(layout: Layout, requested: list[int] | None, max_data_gb: float | None, choices: list[str]
-          ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Decide size and channels from the headers, check memory, decode; (arrays, headers).
+def _read(layout: Layout, requested: list[int] | None, choices: list[str], writer: cache.EntryWriter) -> np.ndarray:
+    """Decide size and channels from the headers, check the disk, decode into ``writer``'s
+    memory-mapped arrays chunk by chunk; returns the headers.
 
     Images become (N, C, H, W) uint8; targets class indices (N,) or masks (N, H, W).
     """
     items = layout.items
     names = [item.image for item in items]
     segmentation, where = layout.kind == "segmentation", layout.source.describe(layout.root)
+    keep = layout.spec.keep_channels
+
+    def images_array(channels: int, size: tuple[int, int]) -> np.ndarray:
+        _check_disk(len(items), len(keep) if keep else channels, size, segmentation, where)
+        return writer.array(cache.IMAGES, (len(items), len(keep) if keep else channels, *size), np.uint8)
+
     with Decoder(layout.source, len(items)) as decoder:
-        decoded = None
+        headers = None
         sample = image_files.headers_chunk(layout.source, [names[i] for i in _sample(len(names))])
         if requested is None and len({(int(h), int(w)) for h, w, _ in sample}) == 1:
             # The common case, one size for all: every file is read once (two passes otherwise).
             size = (int(sample[0, 0]), int(sample[0, 1]))
             grey = layout.spec.channels is None and bool((sample[:, 2] == 1).all())
             channels = layout.spec.channels or (1 if grey else 3)
-            _check_memory(len(items), channels, size, segmentation, max_data_gb, where)
-            decoded = decoder.run_uniform(names, channels, size, grey_only=grey)
-        if decoded is not None:
-            images, headers = decoded
+            headers = decoder.run_uniform(names, channels, size, grey, images_array(channels, size), keep)
+        if headers is not None:
             _choose_size(headers, requested, choices)  # for the choices it records: one size, kept
             _choose_channels(headers, layout.spec.channels, choices)
         else:
@@ -120,28 +108,30 @@ def _read(layout: Layout, requested: list[int] | None, max_data_gb: float | None
                                   "reading image headers")
             size = _choose_size(headers, requested, choices)
             channels = _choose_channels(headers, layout.spec.channels, choices)
-            _check_memory(len(items), channels, size, segmentation, max_data_gb, where)
-            images = decoder.run(image_files.images_chunk, [names], (channels, size),
-                                 np.empty((len(items), channels, size[0], size[1]), dtype=np.uint8),
-                                 "decoding images")
-        if layout.spec.keep_channels:
-            keep = layout.spec.keep_channels
-            images = np.ascontiguousarray(images[:, keep])
+            decoder.run(image_files.images_chunk, [names], (channels, size), images_array(channels, size),
+                        "decoding images", keep)
+        if keep:
             choices.append(f"RGB channel{'s' if len(keep) > 1 else ''} {', '.join(map(str, keep))} kept "
                            f"({len(keep)} channel{'s' if len(keep) > 1 else ''}; channels: in {SPEC_FILE})")
         if layout.kind == "classification":
-            return {"images": images, "targets": np.array([item.target for item in items], dtype=np.int64)}, headers
+            writer.put(cache.TARGETS, np.array([item.target for item in items], dtype=np.int64))
+            return headers
         shapes = [(int(h), int(w)) for h, w, _ in headers]
-        masks = decoder.run(image_files.masks_chunk, [[item.target for item in items], names, shapes],
-                            (len(layout.classes) or None, size), np.empty((len(items), size[0], size[1]), np.uint8),
-                            "decoding masks")
-        return {"images": images, "targets": masks}, headers
+        decoder.run(image_files.masks_chunk, [[item.target for item in items], names, shapes],
+                    (len(layout.classes) or None, size), writer.array(cache.TARGETS, (len(items), *size), np.uint8),
+                    "decoding masks")
+        return headers
+
+
+def _masks_max(masks: np.ndarray, chunk: int = 1024) -> int:
+    """The largest value of (memory-mapped) masks, read a chunk at a time."""
+    return max((int(masks[start:start + chunk].max(initial=0)) for start in range(0, len(masks), chunk)), default=0)
 
 
 def _segmentation_classes(layout: Layout, masks: np.ndarray, choices: list[str]) -> list[str]:
     if layout.classes:
         return list(layout.classes)
-    count = max(2, int(masks.max(initial=0)) + 1)
+    count = max(2, _masks_max(masks) + 1)
     choices.append(f"masks hold values 0..{count - 1}: {count} classes (name them with classes: in {SPEC_FILE})")
     return ["background"] + [f"class {index}" for index in range(1, count)]
 
@@ -151,7 +141,7 @@ def _split(layout: Layout, full: ImageSet, kind: str, val_size: int | None, seed
     """Train, validation and test: as the layout gives them, the rest carved (stratified, seeded)."""
     spec = layout.spec
     split_of = np.array([item.split for item in layout.items])
-    labels = full.targets if kind == "classification" else None
+    labels = torch.from_numpy(np.asarray(full.stored_targets)) if kind == "classification" else None
     given = set(layout.given_splits)
     if "val" in given and val_size is not None:
         raise DataError(f"{layout.source.describe(layout.root)}: has a val/ split; --val-size applies only where "
@@ -189,8 +179,9 @@ def _split(layout: Layout, full: ImageSet, kind: str, val_size: int | None, seed
 
 
 def load_folder(path: str | os.PathLike, *, image_size: str | None = None, val_size: int | None = None,
-                split_seed: int = 0, train_limit: int | None = None, max_data_gb: float | None = None) -> DataSplits:
-    """A user's data set (folder, ``.zip`` or ``dataset.yaml``) as split uint8 tensors with its card."""
+                split_seed: int = 0, train_limit: int | None = None) -> DataSplits:
+    """A user's data set (folder, ``.zip`` or ``dataset.yaml``) as split uint8 arrays, memory-mapped
+    from the decoded cache, with its card."""
     layout = find_layout(Path(path).expanduser().resolve())  # recorded as an absolute path
     where = layout.source.describe(layout.root)
     requested = parse_image_size(image_size, "--image-size") if image_size else layout.spec.image_size
@@ -203,17 +194,19 @@ def load_folder(path: str | os.PathLike, *, image_size: str | None = None, val_s
     entry = cache.load_entry(key)
     if entry is None:
         choices: list[str] = [f"layout: {layout.description} ({layout.kind})"]
-        arrays, headers = _read(layout, requested, max_data_gb, choices)
-        arrays[ORIGINAL_SIZES] = np.ascontiguousarray(headers[:, :2], dtype=np.int32)
-        cache.save_entry(key, arrays, {"choices": choices})
+        with cache.EntryWriter(key) as writer:
+            headers = _read(layout, requested, choices, writer)
+            writer.put(ORIGINAL_SIZES, np.ascontiguousarray(headers[:, :2], dtype=np.int32))
+            writer.commit({"choices": choices})
+        arrays, _, folder = cache.load_entry(key)
         choices.append("decoded and cached")
     else:
-        arrays, meta = entry
+        arrays, meta, folder = entry
         choices = list(meta["choices"])
         choices.append("read from the cache (files unchanged since they were decoded)")
     classes = (layout.classes if layout.kind == "classification"
-               else _segmentation_classes(layout, arrays["targets"], choices))
-    full = ImageSet(torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["targets"]))
+               else _segmentation_classes(layout, arrays[cache.TARGETS], choices))
+    full = ImageSet(arrays[cache.IMAGES], arrays[cache.TARGETS], folder=str(folder))
     train, val, test, how = _split(layout, full, layout.kind, val_size, split_seed, choices)
     train = limit(train, train_limit, split_seed)
     choices.extend(layout.notes)

@@ -17,13 +17,15 @@ bounded disk apply to all of them. Its modules, one concern each:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Callable
 
 from visiontune import runs
 from visiontune.data import task_label
 from visiontune.errors import ConfigError, SearchInterrupted
-from visiontune.record import SEARCH_FILE
+from visiontune.data.placement import Placement, place
+from visiontune.record import CACHED_DATA_DIR, SEARCH_FILE
 from visiontune.search.options import (REPORT_BEST, RESUME_OPTIONS, SearchOptions, SearchPlan, TrialResources,
                                        check_numbers, check_options, load_recorded_options, load_warm_start, parse_duration,
                                        search_record)
@@ -81,6 +83,11 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
 
         check_resources(options.cpus_per_trial, options.gpus_per_trial, bool(options.address), progress)
         warn_local_storage_on_cluster(options.address, options.storage, progress)
+        placement = _place(options, plan, splits, store, progress)
+        splits = dataclasses.replace(place(splits, placement, local=not options.address),
+                                     placement=placement.where, storage=(store.storage_path, store.name))
+        if options.address:
+            ship_cache_entries(splits, store)
         plan.start_clock()
         printer = ProgressPrinter(plan.metric, plan.total_trials, options.max_epochs, status_interval_s, progress)
         retention = CheckpointRetention(store, plan.metric, options.top_k)
@@ -91,7 +98,8 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
             search = tuner.restore_tuner(store, trainable, tuner.grid_param_space(options, plan))
             progress(f"resuming search {options.name} ({store.location})")
         else:
-            store.write_text(SEARCH_FILE, runs.json_text(search_record(options, plan, splits, store)))
+            store.write_text(SEARCH_FILE, runs.json_text({**search_record(options, plan, splits, store),
+                                                           "placement": placement.to_dict()}))
             search = tuner.build_tuner(options, plan, trainable, store, relay, stopper)
             progress(_start_line(options, plan, splits, store))
         try:
@@ -107,6 +115,45 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
         summary = finish.finish_search(result_grid, options, plan, splits, store, retention.deleted, progress)
         summary["fit_s"] = fit_seconds  # the trials' phase alone, without data loading and the test look
     return summary
+
+
+def trials_per_node(options: SearchOptions, plan: SearchPlan) -> int:
+    """The most trials one node runs at once: its CPUs and GPUs over a trial's, at most the
+    concurrency and the number of trials (the largest node of a cluster)."""
+    import ray
+
+    most = 0
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        resources = node.get("Resources", {})
+        fits = int(resources.get("CPU", 0) // options.cpus_per_trial)
+        if options.gpus_per_trial:
+            fits = min(fits, int(resources.get("GPU", 0) // options.gpus_per_trial))
+        most = max(most, fits)
+    return max(1, min(most or 1, options.concurrency or plan.total_trials, plan.total_trials))
+
+
+def _place(options: SearchOptions, plan: SearchPlan, splits, store: RunStore, progress) -> Placement:
+    """Where the trials keep the data (``data.placement``), checked against the memory of a node
+    before any trial starts, and printed."""
+    from visiontune.data.placement import plan_for
+
+    chosen = plan_for(splits, options, trials_per_node(options, plan), options.gpus_per_trial)
+    progress(chosen.line())
+    return chosen
+
+
+def ship_cache_entries(splits, store: RunStore) -> None:
+    """On a cluster, copy the cache entries the trials map into the run's storage (once), where
+    each node copies them from once (``data.placement.received``)."""
+    from pathlib import Path
+
+    from visiontune.data.placement import stores
+
+    for part in stores(splits):
+        if part.folder is not None:
+            store.upload_folder(Path(part.folder), f"{CACHED_DATA_DIR}/{Path(part.folder).name}")
 
 
 def _start_line(options: SearchOptions, plan: SearchPlan, splits, store: RunStore) -> str:

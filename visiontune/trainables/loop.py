@@ -18,10 +18,11 @@ from typing import Any, Callable
 
 from visiontune import runs
 from visiontune.config import config_from_dict
+from visiontune.data.placement import received
 from visiontune.data.splits import DataSplits
 from visiontune.engine import Trainer
 from visiontune.fit import BestSoFar, EpochEnd, fit_epochs
-from visiontune.record import (BEST_EPOCH, BUDGET_END, CHECKPOINT_REPORT, CV_FOLD, DIVERGED, EPOCH, EPOCH_TIME,
+from visiontune.record import (BEST_EPOCH, BUDGET_END, CACHED_DATA_DIR, CHECKPOINT_REPORT, CV_FOLD, DIVERGED, EPOCH, EPOCH_TIME,
                                NODE_ID, PARAMS, PRECISION, STATE_FILE, Status, best_name, checkpoint_reports_text,
                                read_checkpoint_reports)
 
@@ -64,6 +65,19 @@ def _trial_data(data: DataSplits, settings) -> DataSplits:
     if settings.cv_fold is None:
         raise ValueError(f"a fold search's trial needs the {CV_FOLD} setting")
     return fold_splits(data, settings.cv_fold)
+
+
+def _fetch_from(storage: tuple[str, str] | None) -> Callable[[str, Path], None] | None:
+    """How a node copies a cached data set it lacks: from the run's storage (a search on a cluster)."""
+    if storage is None:
+        return None
+
+    def fetch(key: str, folder: Path) -> None:
+        from visiontune.storage import RunStore
+
+        RunStore(*storage).download_folder(f"{CACHED_DATA_DIR}/{key}", folder)
+
+    return fetch
 
 
 @dataclass
@@ -125,7 +139,8 @@ def run_trial(config: dict[str, Any], data: DataSplits, max_epochs: int, deadlin
         return
     settings = config_from_dict(dict(config), "trial config")
     device, threads, node_id = _assigned_device_and_threads()
-    trainer = Trainer(settings, _trial_data(data, settings), device=device, threads=threads)
+    data = received(data, _fetch_from(data.storage))
+    trainer = Trainer(settings, _trial_data(data, settings), device=device, threads=threads, placement=data.placement)
     metric = metric or trainer.kind.val_metric
     trial = TrialState.restored(trainer)
 
