@@ -127,12 +127,19 @@ class LoopbackCluster:
     def env(self) -> dict[str, str]:
         return cluster_environment(self.token)
 
+    def node_cache(self, ip: str) -> Path:
+        """The cache folder (XDG_CACHE_HOME) of the node at ``ip`` ("driver": the driver's)."""
+        return self.workdir / f"cache-{ip}"
+
     def _ray_start(self, ip: str, args: list[str]) -> Node:
         log = self.workdir / f"node-{ip}.log"
         ray_cli = str(Path(sys.executable).with_name("ray"))
         command = [ray_cli, "start", "--block", "--node-ip-address", ip, "--disable-usage-stats", *args]
+        # Each node its own cache folder, as separate machines have: the node's trials find a
+        # cached data set there or copy it there from the run's storage.
+        env = {**self.env, "XDG_CACHE_HOME": str(self.node_cache(ip))}
         with open(log, "w") as stream:
-            process = subprocess.Popen(self.command(command), env=self.env, stdout=stream, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(self.command(command), env=env, stdout=stream, stderr=subprocess.STDOUT)
         node = Node(ip, process, log)
         self.nodes.append(node)
         return node

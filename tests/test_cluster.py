@@ -80,7 +80,8 @@ def two_nodes(tmp_path):
 def _search(cluster: LoopbackCluster, storage: Path, name: str, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "visiontune", "search", "--address", cluster.address,
                "--storage", str(storage), "--name", name, "--cpus-per-trial", "1", "--no-report", *extra]
-    return subprocess.Popen(cluster.command(command), env=cluster.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    env = {**cluster.env, "XDG_CACHE_HOME": str(cluster.node_cache("driver"))}
+    return subprocess.Popen(cluster.command(command), env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
 
@@ -113,11 +114,13 @@ def test_search_on_two_nodes_runs_trials_on_both(two_nodes, tmp_path):
     storage = tmp_path / "shared-runs"  # one folder both nodes see, as an NFS mount would be
     # Trials of several seconds: with workers reused between trials, very short trials could all
     # be done by the first node's worker before the second node's worker process has started.
-    # A folder of the user's own images: the driver reads it and ships the arrays through Ray's
-    # object store, so the worker node needs no copy of the files.
+    # A folder of the user's own images, over a tiny data memory budget: the driver decodes it
+    # into its cache and puts the entry into the run's storage; each node copies it from there
+    # once, whatever its number of trials, and its trials map that copy. The image files
+    # themselves stay with the driver.
     data = write_shapes(tmp_path / "driver-data", count=48, size=(96, 128))
     process = _search(two_nodes, storage, "two-nodes", str(data), "--space", "warwick-unet",
-                      "--trials", "4", "--max-epochs", "6", "--scheduler", "none",
+                      "--trials", "4", "--max-epochs", "6", "--scheduler", "none", "--data-memory-gb", "0.000001",
                       "--top-k", "4")  # every trial keeps its checkpoints, to check where they were written
     stdout, stderr = _finish(process, timeout_s=300)
     assert process.returncode == 0, stderr[-3000:]
@@ -134,6 +137,18 @@ def test_search_on_two_nodes_runs_trials_on_both(two_nodes, tmp_path):
     assert len(test["trials"]) == 4 and all({"test/dice/square", "test/dice/disc"} <= set(v)
                                             for v in test["trials"].values())
     assert (run / "trials.csv").read_text().count("\n") == 5
+    assert json.loads((run / "search.json").read_text())["placement"]["where"] == "disk"
+    driver_entries = _cache_entries(two_nodes.node_cache("driver"))
+    assert len(driver_entries) == 1
+    for ip in (HEAD_IP, WORKER_IP):  # two trials on each node, one copy of the data on each
+        copies = (two_nodes.node_cache(ip) / "visiontune" / "datasets" / "copies.log").read_text().splitlines()
+        assert [line.split()[0] for line in copies] == driver_entries, ip
+        assert _cache_entries(two_nodes.node_cache(ip)) == driver_entries, ip
+
+
+def _cache_entries(cache_home: Path) -> list[str]:
+    folder = cache_home / "visiontune" / "datasets"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def test_losing_the_worker_node_mid_search_loses_no_trial(two_nodes, tmp_path):

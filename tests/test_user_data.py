@@ -17,6 +17,7 @@ from PIL import Image
 from helpers import idx_bytes, mnist_png_files, write_tree
 from visiontune.cli import main
 from visiontune.data import load_splits
+from visiontune.data import placement
 from visiontune.data.mnist import IMAGE_MAGIC, LABEL_MAGIC
 from visiontune.errors import DataError
 
@@ -150,7 +151,13 @@ def test_a_zip_reads_like_the_folder_and_dataset_yaml_is_applied(tmp_path):
 def test_the_cache_serves_a_second_load_and_a_changed_file_invalidates_it(tmp_path, private_cache):
     root = write_tree(tmp_path / "pets", classification_files())
     first = load_splits(str(root))
-    assert "decoded and cached" in first.card.choices and len(list(private_cache.glob("*.npz"))) == 1
+    entries = [path for path in private_cache.iterdir() if not path.name.startswith(".")]
+    assert "decoded and cached" in first.card.choices and len(entries) == 1
+    assert sorted(p.name for p in entries[0].iterdir()) == ["images.npy", "meta.json", "original_sizes.npy",
+                                                          "targets.npy"]
+    assert first.train.folder == str(entries[0])  # the splits map the entry's files: no copy in memory
+    assert isinstance(first.train.stored_images, np.memmap)
+    assert first.train.stored_images is first.val.stored_images is first.test.stored_images
     second = load_splits(str(root))
     assert any("read from the cache" in c for c in second.card.choices)
     assert torch.equal(first.train.images, second.train.images)
@@ -159,12 +166,23 @@ def test_the_cache_serves_a_second_load_and_a_changed_file_invalidates_it(tmp_pa
     assert "decoded and cached" in third.card.choices and third.card.fingerprint != first.card.fingerprint
 
 
-def test_a_data_set_over_the_memory_limit_is_refused_before_decoding(tmp_path, capsys, private_cache):
+def test_a_data_set_the_disk_cannot_hold_is_refused_before_decoding(tmp_path, capsys, private_cache, monkeypatch):
     root = write_tree(tmp_path / "pets", classification_files())
-    code = main(["data", "check", str(root), "--max-data-gb", "0.000001"])
+    monkeypatch.setattr(placement, "_free_disk", lambda folder: 1000)
+    code = main(["data", "check", str(root)])
     err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1 and "over the limit" in err and "--image-size" in err
+    assert code == 1 and err.count("\n") == 1 and "GB free" in err and "--image-size" in err
     assert not private_cache.exists()
+
+
+def test_data_check_over_the_memory_budget_says_the_disk_placement_serves_it(tmp_path, capsys, private_cache):
+    root = write_tree(tmp_path / "pets", classification_files())
+    assert main(["data", "check", str(root), "--data-memory-gb", "0.000001"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("data:"))
+    assert "memory-mapped cache on disk" in line and "over the data memory budget" in line
+    assert "needs memory" in line and "for 1 trial" in line and "disk" in line
+    assert main(["data", "check", str(root)]) == 0  # within the default budget: shared memory
+    assert "in shared host memory" in capsys.readouterr().out
 
 
 def test_data_check_prints_the_fingerprint_and_the_choices(tmp_path, capsys):
@@ -386,7 +404,7 @@ def test_a_folder_data_set_trains_through_its_card_with_no_task_name_looked_up(t
                                "precision": "fp32"}, card=splits.card)
     trainer = Trainer(config, splits, device="cpu")
     first = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
-    assert first.in_channels == 3 and trainer.model(trainer.splits["val"].images).shape == (len(splits.val), 3)
+    assert first.in_channels == 3 and trainer.model(splits.val.images.float() / 255).shape == (len(splits.val), 3)
     trainer.fit_epoch()
     assert set(trainer.evaluate("val")) >= {"val/loss", trainer.kind.val_metric}
     with pytest.raises(Exception, match="augmentation 'flip' does not suit insects"):

@@ -31,6 +31,7 @@ from visiontune.data.paths import default_cache_dir
 FORMAT = 3  # bump when what an entry holds changes (3: a folder of .npy files)
 META_FILE = "meta.json"
 IMAGES, TARGETS = "images", "targets"  # the two arrays every entry holds
+COPIES_LOG = "copies.log"  # in a node's cache folder: a line per entry this node copied from a run's storage
 
 
 def cache_dir() -> Path:
@@ -52,9 +53,11 @@ def entry_folder(key: str) -> Path:
 
 
 def _local(folder: str | os.PathLike) -> Path | None:
-    """An entry's folder on this machine: as named, else by its key in this machine's cache
-    (another node's home differs); None where it is in neither."""
-    for candidate in (Path(folder), entry_folder(Path(folder).name)):
+    """An entry's folder on this machine: as named where that is a path (the machine that
+    decoded it), else by its key in this machine's cache (a node of a cluster); None where it is
+    in neither."""
+    candidates = [Path(folder)] if Path(folder).is_absolute() else []
+    for candidate in candidates + [entry_folder(Path(folder).name)]:
         if (candidate / META_FILE).is_file():
             return candidate
     return None
@@ -93,16 +96,28 @@ class EntryWriter:
 
     def __init__(self, key: str) -> None:
         self.key = key
-        cache_dir().mkdir(parents=True, exist_ok=True)
-        self.folder = Path(tempfile.mkdtemp(dir=cache_dir(), prefix=f".{key}."))
+        self._folder: Path | None = None  # made with the first array: a refusal before it leaves no trace
         self.arrays: dict[str, np.ndarray] = {}
+
+    @property
+    def folder(self) -> Path:
+        """The entry's folder while it is written (a temporary name until ``commit``)."""
+        if self._folder is None:
+            cache_dir().mkdir(parents=True, exist_ok=True)
+            self._folder = Path(tempfile.mkdtemp(dir=cache_dir(), prefix=f".{self.key}."))
+        return self._folder
 
     def __enter__(self) -> "EntryWriter":
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.arrays.clear()
-        shutil.rmtree(self.folder, ignore_errors=True)  # gone already where committed
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)  # gone already where committed
+            try:
+                cache_dir().rmdir()  # a failed first decoding leaves no empty cache behind
+            except OSError:
+                pass
 
     def array(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         """A new array of the entry, mapped from its file (zeros until written)."""

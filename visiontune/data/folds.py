@@ -14,7 +14,7 @@ import dataclasses
 
 import torch
 
-from visiontune.data.splits import DataSplits, ImageSet
+from visiontune.data.splits import DataSplits
 from visiontune.errors import ConfigError
 
 

@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -113,7 +114,7 @@ class Placement:
                  "disk": "in the memory-mapped cache on disk, streamed"}
         need = f"memory {_gb(self.memory_bytes)} for {self.trials_per_node} trial{'s' * (self.trials_per_node > 1)}"
         if self.disk_bytes:
-            need += f", disk {_gb(self.disk_bytes)}"
+            need += f", disk {_gb(self.disk_bytes)} on each machine"
         if self.device_bytes:
             need += f", {_gb(self.device_bytes)} per trial on the GPU"
         return f"data: {_gb(self.data_bytes)} decoded, {names[self.where]} ({self.reason}); needs {need}"
@@ -139,7 +140,7 @@ def plan(splits, data_memory_gb: float | None = None, placement: str = "auto", t
     process = trials_per_node * TRIAL_PROCESS_BYTES
     share = int(gpus_per_trial * gpu_memory * DEVICE_DATA_SHARE) if gpus_per_trial > 0 and gpu_memory else 0
     costs = {"device": (size + process, 0, size), "host": (size + process, 0, 0),
-             "disk": (process, 0 if on_disk else size, 0)}
+             "disk": (process, size, 0)}
 
     def made(where: str, reason: str) -> Placement:
         memory, disk, device = costs[where]
@@ -215,6 +216,17 @@ def place(splits, chosen: Placement, local: bool):
     return splits
 
 
+def by_key(splits):
+    """The splits with each cache entry named by its key alone: on a cluster every node looks in
+    its own cache (and copies the entry there once), never at the driver's path."""
+    def keyed(part):
+        if part.folder is None:
+            return part
+        return type(part)(part.stored_images, part.stored_targets, part.rows, Path(part.folder).name)
+
+    return dataclasses.replace(splits, train=keyed(splits.train), val=keyed(splits.val), test=keyed(splits.test))
+
+
 # ------------------------------------------------------------------------------ on a trial's node
 def received(splits, fetch: Callable[[str, Path], None] | None = None):
     """The splits in a trial process, with every cache-backed array mapped on this node: an
@@ -231,7 +243,11 @@ def received(splits, fetch: Callable[[str, Path], None] | None = None):
         with open(cache.cache_dir() / f".{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # the node's other trials wait here for the one copy
             if cache.map_entry(part.folder) is None:
+                started = time.time()
                 fetch(key, cache.entry_folder(key))
+                with open(cache.cache_dir() / cache.COPIES_LOG, "a") as log:
+                    log.write(f"{key} {time.strftime('%Y-%m-%dT%H:%M:%S')} {time.time() - started:.1f}s "
+                              f"{cache.entry_bytes(cache.entry_folder(key))} bytes\n")
         if not part.remap():
             raise DataError(f"the cached data set {key} could not be copied to this machine")
     for part in (splits.train, splits.val, splits.test):

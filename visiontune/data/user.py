@@ -141,7 +141,7 @@ def _split(layout: Layout, full: ImageSet, kind: str, val_size: int | None, seed
     """Train, validation and test: as the layout gives them, the rest carved (stratified, seeded)."""
     spec = layout.spec
     split_of = np.array([item.split for item in layout.items])
-    labels = torch.from_numpy(np.asarray(full.stored_targets)) if kind == "classification" else None
+    labels = torch.from_numpy(np.array(full.stored_targets)) if kind == "classification" else None
     given = set(layout.given_splits)
     if "val" in given and val_size is not None:
         raise DataError(f"{layout.source.describe(layout.root)}: has a val/ split; --val-size applies only where "

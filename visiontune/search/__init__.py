@@ -24,7 +24,7 @@ from typing import Any, Callable
 from visiontune import runs
 from visiontune.data import task_label
 from visiontune.errors import ConfigError, SearchInterrupted
-from visiontune.data.placement import Placement, place
+from visiontune.data.placement import Placement, by_key, place
 from visiontune.record import CACHED_DATA_DIR, SEARCH_FILE
 from visiontune.search.options import (REPORT_BEST, RESUME_OPTIONS, SearchOptions, SearchPlan, TrialResources,
                                        check_numbers, check_options, load_recorded_options, load_warm_start, parse_duration,
@@ -86,14 +86,17 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
         placement = _place(options, plan, splits, store, progress)
         splits = dataclasses.replace(place(splits, placement, local=not options.address),
                                      placement=placement.where, storage=(store.storage_path, store.name))
-        if options.address:
+        if options.address:  # each node maps its own copy of a cached data set, copied once from the storage
             ship_cache_entries(splits, store)
+            trial_splits = by_key(splits)
+        else:
+            trial_splits = splits
         plan.start_clock()
         printer = ProgressPrinter(plan.metric, plan.total_trials, options.max_epochs, status_interval_s, progress)
         retention = CheckpointRetention(store, plan.metric, options.top_k)
         # Recovery first: on resume it corrects the checkpoints trials restart from before any starts.
         relay = tuner.register_callbacks(options.name, [CheckpointRecovery(store, progress), printer, retention])
-        trainable = tuner.wrapped_trainable(options, plan, splits, trial_function)
+        trainable = tuner.wrapped_trainable(options, plan, trial_splits, trial_function)
         if resume:
             search = tuner.restore_tuner(store, trainable, tuner.grid_param_space(options, plan))
             progress(f"resuming search {options.name} ({store.location})")
