@@ -270,7 +270,11 @@ def command_analyze(args: argparse.Namespace) -> int:
                                   "and --cv")
         if (args.refit or args.quick or args.cv_epochs) and not folds:
             raise VisiontuneError("--refit, --quick and --cv-epochs apply to --cv")
+        if args.data_memory_gb is not None and not (args.reseed or folds):
+            raise VisiontuneError("--data-memory-gb applies to --reseed and --cv (the data they retrain on)")
         run = load_search(args.runs[0])
+        if args.data_memory_gb is not None:
+            run.override_data_options(data_memory_gb=args.data_memory_gb)
         metric = args.metric or run.metric
         if folds and metric != run.metric:
             raise VisiontuneError(f"--cv ranks by the search's own metric ({run.metric}); leave out --metric {metric}")
@@ -317,6 +321,9 @@ def add_analyze_parser(commands) -> None:
     analyze.add_argument("--quick", action="store_true", help="--cv: the top 2 for a third of the epochs")
     analyze.add_argument("--data-dir", metavar="DIR", help="data folder for --reseed and --cv (default: as the search "
                                                            "had it)")
+    analyze.add_argument("--data-memory-gb", type=float, metavar="GB",
+                         help="--reseed and --cv: memory the decoded data may take on each machine before they are "
+                              "served from disk (default: as the search had it)")
     from visiontune.search.options import TrialResources
 
     add_options(analyze, TrialResources, group="where the --reseed and --cv retrains run, as trials of the search "

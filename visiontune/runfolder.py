@@ -164,6 +164,11 @@ class SearchRun:
         options.update(download=False, **({"data_dir": data_dir} if data_dir else {}))
         return DataOptions(**options)
 
+    def override_data_options(self, **values: Any) -> None:
+        """Change data options for what retrains this search's configurations (``analyze
+        --data-memory-gb``); the run folder's ``search.json`` stays as it is."""
+        self.search["options"] = {**self.options, **values}
+
     def load_splits(self, data_dir: str | None = None):
         """The search's data, loaded and split as it was."""
         return self.data_options(data_dir).load_splits(self.task)
