@@ -129,8 +129,11 @@ def test_a_node_without_the_cached_data_copies_it_once_for_all_its_trials(digits
     assert [trial.exitcode for trial in trials] == [0, 0, 0]
     entries = len(placement.stores(spilled))
     assert len(log.read_text().splitlines()) == entries  # each entry copied once, not once per trial
-    assert sorted(p.name for p in (tmp_path / "node-cache" / "visiontune" / "datasets").iterdir()
-                  if not p.name.startswith(".")) == sorted(Path(p.folder).name for p in placement.stores(spilled))
+    node_cache = tmp_path / "node-cache" / "visiontune" / "datasets"
+    assert sorted(p.name for p in node_cache.iterdir() if p.is_dir() and not p.name.startswith(".")) == \
+        sorted(Path(p.folder).name for p in placement.stores(spilled))
+    copies = (node_cache / cache.COPIES_LOG).read_text().splitlines()
+    assert sorted(line.split()[0] for line in copies) == sorted(Path(p.folder).name for p in placement.stores(spilled))
 
 
 def test_an_entry_is_written_whole_or_not_at_all(private_cache):
