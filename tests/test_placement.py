@@ -103,7 +103,9 @@ def _receive(folder: str, log: str, start) -> None:
     def fetch(key: str, target: Path) -> None:
         with open(log, "a") as stream:
             stream.write(f"{os.getpid()}\n")
-        shutil.copytree(Path(folder) / key, target)
+        staging = target.with_name(f".{key}.{os.getpid()}")  # appears whole, as RunStore.download_folder does
+        shutil.copytree(Path(folder) / key, staging)
+        staging.rename(target)
 
     start.wait()
     received = placement.received(data, fetch)

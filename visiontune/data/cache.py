@@ -68,7 +68,10 @@ def map_entry(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray] | None
     local = _local(folder)
     if local is None:
         return None
-    return (np.load(local / f"{IMAGES}.npy", mmap_mode="r"), np.load(local / f"{TARGETS}.npy", mmap_mode="r"))
+    try:
+        return (np.load(local / f"{IMAGES}.npy", mmap_mode="r"), np.load(local / f"{TARGETS}.npy", mmap_mode="r"))
+    except (OSError, ValueError):  # unreadable: treated as absent (a node copies it again)
+        return None
 
 
 def load_entry(key: str) -> tuple[dict[str, np.ndarray], dict[str, Any], Path] | None:
