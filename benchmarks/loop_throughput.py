@@ -14,6 +14,7 @@ only where a probe shows it pays), and also forced fp32 to separate the loop fro
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
@@ -28,6 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 from common import describe, git_revision, machine, save  # noqa: E402
 from visiontune.config import TrainConfig  # noqa: E402
 from visiontune.data import load_splits  # noqa: E402
+from visiontune.data.placement import spill  # noqa: E402
 from visiontune.engine import Trainer  # noqa: E402
 from visiontune.models import build_model  # noqa: E402
 
@@ -88,18 +91,18 @@ def engine_epoch_seconds(trainer: Trainer) -> float:
     return time.perf_counter() - start
 
 
-def measure_case(name: str, splits, device: torch.device, repeats: int) -> dict:
+def measure_case(name: str, splits, device: torch.device, repeats: int, placement: str | None = None) -> dict:
     """Images per second of both loops (and each precision of the engine) for one task.
 
     The loops take turns, epoch by epoch, so that a slow spell of the machine hits all alike;
     each is warmed up by one untimed epoch.
     """
     settings = CASES[name]
-    images = len(splits.train.images)
+    images = len(splits.train)
     textbook = TextbookLoop(TrainConfig(**settings, precision="fp32"), splits, device)
     precisions = ENGINES[device.type]
-    trainers = {p: Trainer(TrainConfig(**settings, epochs=10 ** 6, **ENGINE_SETTINGS[p]), splits, device=device)
-                for p in precisions}
+    trainers = {p: Trainer(TrainConfig(**settings, epochs=10 ** 6, **ENGINE_SETTINGS[p]), splits, device=device,
+                           placement=placement) for p in precisions}
     runners = {"textbook": textbook.epoch_seconds}
     runners.update({p: (lambda t=trainer: engine_epoch_seconds(t)) for p, trainer in trainers.items()})
     for run in runners.values():
@@ -128,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="timed epochs per loop (default 5; quick 3)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     parser.add_argument("--data-dir", help="data folder (default $VISIONTUNE_DATA)")
+    parser.add_argument("--placement", choices=("device", "host", "disk"),
+                        help="where the engine keeps the data (default: as a trial on this device would)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -140,10 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in CASES:
         splits = load_splits(name, data_dir=args.data_dir, train_limit=20_000 if args.quick and name == "mnist" else None)
-        if name == "warwick":  # 68 images is too short an epoch to time: repeat the set 8 times
-            splits.train.images = splits.train.images.repeat(8, 1, 1, 1)
-            splits.train.targets = splits.train.targets.repeat(8, 1, 1)
-        row = measure_case(name, splits, device, repeats)
+        if name == "warwick":  # 68 images is too short an epoch to time: each image 8 times
+            splits = dataclasses.replace(splits, train=splits.train.subset(np.tile(np.arange(len(splits.train)), 8)))
+        if args.placement == "disk":
+            splits = spill(splits)
+        row = measure_case(name, splits, device, repeats, args.placement)
+        row["placement"] = args.placement or "default"
         rows.append(row)
         engines = "  ".join(f"engine {p} {row[f'engine_{p}_images_per_s']:8.0f}/s ({row[f'engine_{p}_speedup']:.2f}x)"
                             for p in ENGINES[device.type])
@@ -151,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:8s} {row['model']:5s} batch {row['batch_size']:3d}: textbook "
               f"{row['textbook_images_per_s']:8.0f}/s  {engines}{chose}")
     target = 1.3 if device.type == "cpu" else 5.0
-    path = save(f"loop_throughput-{device.type}-{torch.get_num_threads()}threads{'-quick' if args.quick else ''}",
+    placed = f"-{args.placement}" if args.placement else ""
+    path = save(f"loop_throughput-{device.type}-{torch.get_num_threads()}threads{placed}{'-quick' if args.quick else ''}",
                 {"machine": info, "revision": git_revision(), "device": device.type, "repeats": repeats,
                  "threads": torch.get_num_threads(), "rows": rows})
     # The figure quoted: on a CPU what a trial runs (auto); on CUDA the fastest variant, named.

@@ -38,8 +38,8 @@ class ImageSet:
 
     stored_images: np.ndarray
     stored_targets: np.ndarray
-    rows: np.ndarray | None = None
-    folder: str | None = None  # the cache entry the arrays are mapped from, if they are
+    rows: np.ndarray | None  # this set's rows of the stored arrays; None: all of them, in order
+    folder: str | None  # the cache entry the arrays are mapped from, if they are
 
     def __init__(self, images, targets, rows=None, folder: str | None = None) -> None:
         self.stored_images = images.numpy() if isinstance(images, torch.Tensor) else images
@@ -105,14 +105,15 @@ class ImageSet:
 
     def gather(self, index=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Copies of the uint8 images and the targets at positions ``index`` (all by default), as
-        CPU tensors; a contiguous run of rows is one slice, other rows are read in row order."""
+        CPU tensors; a run of consecutive rows is read as one slice, other rows one by one in the
+        order given (numpy's indexing copies them)."""
         rows = self.stored_rows(index)
         if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (len(rows) < 2 or bool((np.diff(rows) == 1).all())):
             picked = slice(int(rows[0]), int(rows[-1]) + 1)
-            images, targets = self.stored_images[picked], self.stored_targets[picked]
+            images, targets = np.array(self.stored_images[picked]), np.array(self.stored_targets[picked])
         else:
             images, targets = self.stored_images[rows], self.stored_targets[rows]
-        return torch.from_numpy(np.array(images, copy=True)), torch.from_numpy(np.array(targets, copy=True))
+        return torch.from_numpy(np.asarray(images)), torch.from_numpy(np.asarray(targets))
 
     def batches(self, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The set in order, ``size`` samples at a time (``gather``'s copies)."""
