@@ -359,7 +359,10 @@ def test_bad_space_file_fails_before_ray_starts(tmp_path, capsys, monkeypatch):
     (["--time-budget", "soon"], "--time-budget 'soon': expected a duration"),
     (["--searcher", "grid"], "space 'mnist' is a define-by-run function and cannot run as a grid"),
     (["--space", "mnist-report-blocks", "--searcher", "grid", "--trials", "3"], "runs every point"),
-    (["--set", "lr=0.1"], "--set lr: the space 'mnist' already sets or searches it"),
+    (["--set", "model=mlp"], "--set model='mlp': the space draws model from 'cnn', 'fnn'"),
+    (["--space", "mnist-cnn", "--set", "model=fnn"], "--set model='fnn': the space fixes model to 'cnn'"),
+    (["--space", "mnist-report-blocks", "--searcher", "grid", "--set", "blocks=2"],
+     "--set blocks: the grid 'mnist-report-blocks' already lists it"),
     (["--warm-start", "{tmp}/missing.yaml"], "missing.yaml: cannot read"),
 ])
 def test_bad_search_options_are_one_line_errors(tmp_path, capsys, monkeypatch, argv, message):
@@ -370,6 +373,17 @@ def test_bad_search_options_are_one_line_errors(tmp_path, capsys, monkeypatch, a
     code = main(["search", "mnist", "--synthetic", "--storage", str(tmp_path), "--name", "x", *argv])
     stderr = capsys.readouterr().err
     assert code == 1 and stderr.count("\n") == 1 and message in stderr, stderr
+
+
+def test_set_on_a_branching_parameter_takes_its_branch(ray_address, tmp_path):
+    # The report's full MNIST space branches on the model: --set model=cnn searches CNNs only,
+    # and the FNN's hidden units are never drawn.
+    summary, run, _ = search(tmp_path, space="mnist", trials=4, max_epochs=1, fixed={"model": "cnn"})
+    trials = json.loads((run / "trials.json").read_text())
+    assert summary["trials"] == 4 and len(trials) == 4
+    for trial in trials:
+        assert trial["config"]["model"] == "cnn" and "hidden" not in trial["config"]
+        assert {"blocks", "width"} <= set(trial["config"])
 
 
 def test_existing_run_name_is_refused_without_resume(ray_address, tmp_path, capsys):

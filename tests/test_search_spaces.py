@@ -14,7 +14,7 @@ from visiontune.data.splits import DataSplits
 from visiontune.data.synthetic import synthetic_digits, synthetic_glands
 from visiontune.engine import Trainer, TrainingDiverged
 from visiontune.errors import ConfigError
-from visiontune.search_spaces import check_space, list_spaces, resolve_space
+from visiontune.search_spaces import check_space, conditioned, describe_space, list_spaces, resolve_space
 from visiontune.search_spaces.declarative import DeclarativeSpace
 
 
@@ -60,6 +60,29 @@ def test_conditional_parameters_appear_only_in_their_branch():
         assert ("momentum" in config) == (config["optimizer"] == "sgd")
         assert ("reg_weight" in config) == (config["regularizer"] != "none")
         assert ("rotate_degrees" in config) == (config["augment"] != "none")
+
+
+def test_a_fixed_choice_takes_its_branch_and_draws_nothing_of_the_others():
+    space = resolve_space(builtin_card("mnist"), "mnist")
+    cnn = conditioned(space, {"model": "cnn", "optimizer": "sgd"})
+    for config in cnn.sample(100, seed=3):
+        assert config["model"] == "cnn" and "hidden" not in config and {"blocks", "width"} <= set(config)
+        assert config["optimizer"] == "sgd" and 1e-2 <= config["lr"] <= 1.0 and "momentum" in config
+    shown = "\n".join(describe_space(cnn))
+    assert "hidden" not in shown and "model = 'cnn'  (constant)" in shown and "blocks: int 1 to 4" in shown
+    fnn = conditioned(space, {"model": "fnn", "width": 16})  # a setting of the other branch: a constant only
+    assert all("blocks" not in c and c["hidden"] in (128, 256, 512, 800, 1024) for c in fnn.sample(50, seed=1))
+    with pytest.raises(ConfigError, match=r"--set lr=5: the space draws lr from \[0.01, 1\]"):
+        conditioned(space, {"optimizer": "sgd", "lr": 5}).sample(5)
+
+
+def test_a_fixed_value_conditions_a_space_files_when_parameters(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("params:\n  model: fcn2\n  optimizer: [sgd, adam]\n"
+                    "  momentum: {uniform: [0.0, 0.9], when: {optimizer: sgd}}\n  lr: {loguniform: [1.0e-4, 1.0e-1]}\n")
+    space = resolve_space(builtin_card("warwick"), str(path))
+    assert all("momentum" not in c for c in conditioned(space, {"optimizer": "adam"}).sample(30))
+    assert all("momentum" in c for c in conditioned(space, {"optimizer": "sgd"}).sample(30))
 
 
 def test_named_space_for_the_other_task_is_refused():

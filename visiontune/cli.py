@@ -192,10 +192,11 @@ def command_search(args: argparse.Namespace) -> int:
                                   "--list-spaces")
         options = SearchOptions(task=args.task, **given)
         if args.show_space:
-            from visiontune.search_spaces import describe_space, resolve_space
+            from visiontune.search.options import check_options
+            from visiontune.search_spaces import describe_space
 
             card = options.load_splits(options.task).card
-            print("\n".join(describe_space(resolve_space(card, options.space))))
+            print("\n".join(describe_space(check_options(options, card).space)))  # as searched: --set applied
             return 0
         summary = run_search(options)
     return _after_search(summary, folds)

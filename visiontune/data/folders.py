@@ -10,6 +10,10 @@ Segmentation::
     ROOT/images/ + ROOT/masks/                 no split given
     ROOT/{train,test}/{images,masks}/          optionally val/
 
+Label tables (``label_tables``)::
+
+    ROOT/labels.csv + the files it names       file,label[,split] or image,mask[,split]
+
 A mask is matched to its image by file stem; its stem may add ``_mask``, ``_label``,
 ``_labels``, ``_gt`` or ``_seg``. ROOT may be a folder, a ``.zip`` holding one of these layouts
 (at its top or in its one top folder) or a ``dataset.yaml`` beside them (``data/spec.py``).
@@ -23,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from visiontune.data.label_tables import TABLE_FILES, find_table, read_table
 from visiontune.data.spec import SPEC_FILE, DatasetSpec, parse_spec
 from visiontune.errors import DataError
 from visiontune.file_sources import FileSource, FolderSource, ZipSource
@@ -101,7 +106,8 @@ def _subdirs(source: FileSource, folder: str) -> list[str]:
 
 def _looks_like_layout(source: FileSource, folder: str) -> bool:
     names = set(_subdirs(source, folder))
-    return bool(names & set(SPLIT_NAMES)) or {IMAGES_DIR, MASKS_DIR} <= names or source.exists(_join(folder, SPEC_FILE))
+    return (bool(names & set(SPLIT_NAMES)) or {IMAGES_DIR, MASKS_DIR} <= names or source.exists(_join(folder, SPEC_FILE))
+            or any(source.exists(_join(folder, table)) for table in TABLE_FILES))
 
 
 def _files(source: FileSource, folder: str, skipped: Counter, suffixes=IMAGE_SUFFIXES) -> list[str]:
@@ -202,10 +208,26 @@ def _detect_kind(source: FileSource, folder: str, spec: DatasetSpec) -> str:
                     f"no {IMAGES_DIR}/ + {MASKS_DIR}/); add kind: classification or segmentation to {SPEC_FILE}")
 
 
+def _table_layout(source: FileSource, root: str, name: str, spec: DatasetSpec, table: str) -> Layout:
+    """A data set listed by a label table (``label_tables``)."""
+    kind, classes, rows, description = read_table(source, root, table, spec.columns, spec.kind, spec.classes)
+    items = [Item(image, target, split) for image, target, split in rows]
+    items.sort(key=lambda item: (SPLIT_NAMES.index(item.split) if item.split else -1, item.image))
+    notes = []
+    if kind == "classification" and any(item.split == "test" for item in items):
+        missing = sorted(set(classes) - {classes[item.target] for item in items if item.split == "test"})
+        if missing:
+            notes.append(f"test has no images of {', '.join(missing)}")
+    return Layout(source, root, spec.name or name, kind, classes, items, spec, description, Counter(), notes)
+
+
 def find_layout(path: str | os.PathLike) -> Layout:
     """List a data set's samples and check its layout; nothing is decoded yet."""
     source, root, name = open_source(path)
     spec = read_spec(source, root)
+    table = find_table(source, root, spec.table)
+    if table is not None:
+        return _table_layout(source, root, name, spec, table)
     skipped: Counter = Counter()
     notes: list[str] = []
     splits = [s for s in SPLIT_NAMES if source.is_dir(_join(root, s))]

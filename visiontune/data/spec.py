@@ -10,6 +10,8 @@ Optional, at the data set's root, read with YAML's safe loader::
     val_fraction: 0.1                 # of the training images, where no val/ split is given
     test_fraction: 0.2                # of all images, where no test/ split is given
     augmentations: [flip, rot90, rotate]   # which augmentations make sense for these images
+    table: labels.csv                 # a label table listing the files (found by name where not given)
+    columns: {file: image_id, label: diagnosis, split: fold}   # its columns, where not found by name
 
 An unknown key or a malformed value is a one-line error naming the file and the key.
 """
@@ -40,6 +42,8 @@ class DatasetSpec:
     val_fraction: float | None = None
     test_fraction: float | None = None
     augmentations: list[str] | None = None
+    table: str | None = None  # a label table (data.label_tables), relative to the data set's root
+    columns: dict[str, str] | None = None  # the table's file, label, mask and split columns
 
 
 def parse_image_size(value: Any, where: str) -> list[int]:
@@ -112,4 +116,16 @@ def parse_spec(data: Any, where: str) -> DatasetSpec:
         if not isinstance(values, list) or not all(isinstance(v, str) and v in allowed for v in values):
             raise DataError(f"{where}: augmentations: expected a list of {', '.join(allowed)}, not {values!r}")
         spec.augmentations = list(values)
+    if data.get("table") is not None:
+        if not isinstance(data["table"], str) or not data["table"].strip() or data["table"].startswith("/"):
+            raise DataError(f"{where}: table: expected a file name relative to the data set, such as labels.csv")
+        spec.table = data["table"].strip()
+    if data.get("columns") is not None:
+        value = data["columns"]
+        roles = ("file", "label", "mask", "split")
+        if (not isinstance(value, dict) or not value or not set(value) <= set(roles)
+                or not all(isinstance(v, str) and v for v in value.values())):
+            raise DataError(f"{where}: columns: expected a mapping of {', '.join(roles)} to column names, "
+                            f"not {value!r}")
+        spec.columns = dict(value)
     return spec

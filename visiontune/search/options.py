@@ -19,7 +19,7 @@ from visiontune.config import config_from_dict
 from visiontune.data.options import DataOptions
 from visiontune.errors import ConfigError
 from visiontune.options import known_values, option, parse_set_options
-from visiontune.search_spaces import SearchSpace, check_point_in_space, check_space, resolve_space
+from visiontune.search_spaces import SearchSpace, check_point_in_space, check_space, conditioned, resolve_space
 from visiontune.search_spaces.declarative import load_data_file
 from visiontune.storage import RunStore
 
@@ -237,12 +237,14 @@ def check_options(options: SearchOptions, card: DatasetCard) -> SearchPlan:
     fixed = {"task": options.task, "epochs": options.max_epochs, **options.fixed}
     if space.has_rows and not grid:
         raise ConfigError(f"space {space.name!r} lists rows of settings: run it with --searcher grid")
+    if grid:  # a grid's points are listed, not drawn: --set cannot choose among them
+        clash = sorted(set(options.fixed) & {key for config in space.grid_points() for key in config})
+        if clash:
+            raise ConfigError(f"--set {', '.join(clash)}: the grid {space.name!r} already lists it; remove it "
+                              "from --set")
+    else:  # --set on a searched parameter fixes it: the branch it chooses is taken
+        space = conditioned(space, options.fixed)
     check_space(space, fixed, card)
-    configs = space.grid_points() if space.has_rows else space.sample(32, options.seed)
-    clash = sorted(set(options.fixed) & {key for config in configs for key in config})
-    if clash:
-        raise ConfigError(f"--set {', '.join(clash)}: the space {space.name!r} already sets or searches it; "
-                          "remove it from --set")
     total = options.trials or DEFAULT_TRIALS
     if grid:
         total = len(space.grid_points())

@@ -9,6 +9,7 @@ spaces are Python functions (``classification.py``, ``segmentation.py``) or data
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from visiontune.config import config_from_dict
 from visiontune.errors import ConfigError
 from visiontune.search_spaces import classification, grids, segmentation
+from visiontune.search_spaces.conditioned import ConditionedSpace
 from visiontune.search_spaces.declarative import DeclarativeSpace, load_space_file
 from visiontune.search_spaces.fitting import FittedSpace, limits_for
 from visiontune.tasks import TASKS
@@ -125,6 +127,16 @@ def resolve_space(card: "DatasetCard", spec: str | None) -> SearchSpace:
     return SearchSpace(str(path), task, declarative.description, FittedSpace(declarative, limits), declarative)
 
 
+def conditioned(space: SearchSpace, fixed: dict[str, Any]) -> SearchSpace:
+    """``space`` with the parameters in ``fixed`` (``--set``) fixed: the branches they choose are
+    taken and the other branches' parameters never drawn (``conditioned.ConditionedSpace``)."""
+    if not fixed:
+        return space
+    return dataclasses.replace(space, define_by_run=ConditionedSpace(space.define_by_run, fixed),
+                               description=f"{space.description} [fixed: "
+                                           f"{', '.join(f'{k}={v}' for k, v in fixed.items())}]")
+
+
 def _shown(distribution) -> str:
     import optuna
 
@@ -221,4 +233,5 @@ def check_point_in_space(space: SearchSpace, point: dict[str, Any], fixed: dict[
             raise ConfigError(f"{key}={value!r} lies outside the range [{low}, {high}] of space {space.name!r}")
 
 
-__all__ = ["SearchSpace", "check_point_in_space", "check_space", "describe_space", "list_spaces", "resolve_space"]
+__all__ = ["SearchSpace", "check_point_in_space", "check_space", "conditioned", "describe_space", "list_spaces",
+           "resolve_space"]
