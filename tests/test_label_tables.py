@@ -99,3 +99,16 @@ def test_a_table_trains_and_predict_scores_new_files_of_the_same_table(tmp_path,
     assert main(["predict", str(run), str(new / "images"), "--out", str(tmp_path / "pred")]) == 0
     predicted = (tmp_path / "pred").iterdir()
     assert any(path.suffix == ".csv" for path in predicted)
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"dataset.json": b"{}", "imagesTr/a_0000.png": b"", "labelsTr/a.png": b"", "imagesTs/b_0000.png": b""},
+     "looks like an nnU-Net v2 data set"),
+    ({"JPEGImages/a.jpg": b"", "SegmentationClass/a.png": b"", "ImageSets/Segmentation/train.txt": b"a\n"},
+     "looks like a Pascal VOC data set"),
+])
+def test_other_tools_layouts_are_refused_in_one_line_not_read_as_class_folders(tmp_path, capsys, files, message):
+    root = write_tree(tmp_path / "other", files)
+    code = main(["data", "check", str(root)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and message in err and "does not read yet" in err, err

@@ -221,11 +221,30 @@ def _table_layout(source: FileSource, root: str, name: str, spec: DatasetSpec, t
     return Layout(source, root, spec.name or name, kind, classes, items, spec, description, Counter(), notes)
 
 
+# Layouts of other tools that visiontune cannot read yet: recognised, so that such a folder is
+# refused in one line instead of being read as class folders named after its sub-folders.
+OTHER_LAYOUTS = (
+    ("an nnU-Net v2 data set (dataset.json, imagesTr/)", ("dataset.json",), ("imagesTr",)),
+    ("a Pascal VOC data set (JPEGImages/, SegmentationClass/)", (), ("JPEGImages", "SegmentationClass")),
+    ("a Pascal VOC data set (JPEGImages/, ImageSets/)", (), ("JPEGImages", "ImageSets")),
+)
+
+
+def _refuse_other_layouts(source: FileSource, root: str) -> None:
+    folders = set(_subdirs(source, root))
+    for what, files, needed in OTHER_LAYOUTS:
+        if set(needed) <= folders and all(source.exists(_join(root, f)) for f in files):
+            raise DataError(f"{source.describe(root)}: looks like {what}, a layout visiontune does not read yet; "
+                            "lay it out as images/ + masks/ (or class folders), or list it in a labels.csv")
+
+
 def find_layout(path: str | os.PathLike) -> Layout:
     """List a data set's samples and check its layout; nothing is decoded yet."""
     source, root, name = open_source(path)
     spec = read_spec(source, root)
     table = find_table(source, root, spec.table)
+    if table is None:
+        _refuse_other_layouts(source, root)
     if table is not None:
         return _table_layout(source, root, name, spec, table)
     skipped: Counter = Counter()
