@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['textbook_images_per_s']:8.0f}/s  {engines}{chose}")
     target = 1.3 if device.type == "cpu" else 5.0
     placed = f"-{args.placement}" if args.placement else ""
-    path = save(f"loop_throughput-{device.type}-{torch.get_num_threads()}threads{placed}{'-quick' if args.quick else ''}",
+    quick = "-quick" if args.quick else ""
+    path = save(f"loop_throughput-{device.type}-{torch.get_num_threads()}threads{placed}{quick}",
                 {"machine": info, "revision": git_revision(), "device": device.type, "repeats": repeats,
                  "threads": torch.get_num_threads(), "rows": rows})
     # The figure quoted: on a CPU what a trial runs (auto); on CUDA the fastest variant, named.

@@ -1,8 +1,10 @@
-"""Label tables: a flat folder of images and a CSV/TSV naming each file's label or mask (generated files)."""
+"""Layouts of other tools (generated files): label tables (a flat folder of images and a CSV/TSV
+naming each file's label or mask) and nnU-Net v2's raw layout."""
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from PIL import Image
 from helpers import write_tree
 from visiontune.cli import main
 from visiontune.data import load_splits
+from visiontune.predict import SCORES_FILE
 
 RNG = np.random.default_rng(1)
 
@@ -96,14 +99,12 @@ def test_a_table_trains_and_predict_scores_new_files_of_the_same_table(tmp_path,
     run = tmp_path / "run"
     assert main(["train", str(root), "--epochs", "1", "--out", str(run), "--quiet", "--precision", "fp32"]) == 0
     new = write_tree(tmp_path / "new", table_files(labelled(6), images=6))
-    assert main(["predict", str(run), str(new / "images"), "--out", str(tmp_path / "pred")]) == 0
-    predicted = (tmp_path / "pred").iterdir()
-    assert any(path.suffix == ".csv" for path in predicted)
+    assert main(["predict", str(run), str(new), "--out", str(tmp_path / "pred")]) == 0  # scored by its table
+    scores = json.loads((tmp_path / "pred" / SCORES_FILE).read_text())
+    assert scores["images"] == 6 and 0.0 <= scores["acc"] <= 1.0
 
 
 @pytest.mark.parametrize("files, message", [
-    ({"dataset.json": b"{}", "imagesTr/a_0000.png": b"", "labelsTr/a.png": b"", "imagesTs/b_0000.png": b""},
-     "looks like an nnU-Net v2 data set"),
     ({"JPEGImages/a.jpg": b"", "SegmentationClass/a.png": b"", "ImageSets/Segmentation/train.txt": b"a\n"},
      "looks like a Pascal VOC data set"),
 ])
@@ -112,3 +113,52 @@ def test_other_tools_layouts_are_refused_in_one_line_not_read_as_class_folders(t
     code = main(["data", "check", str(root)])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and message in err and "does not read yet" in err, err
+
+
+def nnunet_files(cases: int = 10, tests: int = 4, labels=None, ending: str = ".png") -> dict[str, bytes]:
+    """nnU-Net v2's layout of grey 2D cases with 3 classes: a bright square (1) and a dark bar (2)."""
+    files = {}
+    for split, count in (("Tr", cases), ("Ts", tests)):
+        for index in range(count):
+            mask = np.zeros((16, 16), dtype=np.uint8)
+            mask[2:7, 2:7], mask[10:13] = 1, 2
+            image = (RNG.integers(60, 120, (16, 16)) + 100 * (mask == 1) - 50 * (mask == 2)).astype(np.uint8)
+            files[f"images{split}/case{split}{index:03d}_0000{ending}"] = png(image)
+            files[f"labels{split}/case{split}{index:03d}{ending}"] = png(mask)
+    meta = {"channel_names": {"0": "grey"}, "labels": labels or {"background": 0, "square": 1, "bar": 2},
+            "numTraining": cases, "file_ending": ending, "name": "Dataset901_Shapes"}
+    files["dataset.json"] = json.dumps(meta).encode()
+    return files
+
+
+def test_an_nnunet_folder_is_read_as_its_classes_channels_and_test_split(tmp_path, capsys):
+    root = write_tree(tmp_path / "Dataset901_Shapes", nnunet_files())
+    splits = load_splits(str(root))
+    card = splits.card
+    assert card.kind == "segmentation" and card.classes == ["background", "square", "bar"] and card.channels == 1
+    assert card.name == "Dataset901_Shapes" and splits.sizes()["test"] == 4  # imagesTs + labelsTs, as given
+    assert sum(splits.sizes().values()) == 14 and int(splits.train.targets.max()) == 2
+    run = tmp_path / "run"
+    assert main(["train", str(root), "--epochs", "1", "--out", str(run), "--quiet", "--precision", "fp32"]) == 0
+    new = write_tree(tmp_path / "new", nnunet_files(cases=3, tests=0))
+    assert main(["predict", str(run), str(new), "--out", str(tmp_path / "pred")]) == 0  # scored by its labels
+    assert json.loads((tmp_path / "pred" / SCORES_FILE).read_text())["images"] == 3
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.update({"dataset.json": b'{"channel_names": {"0": "grey"}}'}), "dataset.json: no 'labels'"),
+    (lambda f: f.update({"dataset.json": json.dumps({"channel_names": {"0": "g"}, "labels": {
+        "background": 0, "square": [1, 2]}}).encode()}), "regions (lists of values) are not supported"),
+    (lambda f: f.pop("imagesTr/caseTr001_0000.png"), "caseTr001.png: no image caseTr001_0000.png in imagesTr/"),
+    (lambda f: f.update({"imagesTr/caseTr002_0001.png": f["imagesTr/caseTr002_0000.png"]}),
+     "one file per channel (_0001, ...), which visiontune does not read yet"),
+    (lambda f: f.update({"dataset.json": json.dumps({"channel_names": {"0": "g"}, "labels": {
+        "background": 0, "square": 2}}).encode()}), "values must be 0, 1, ... without gaps"),
+])
+def test_broken_nnunet_folders_are_one_line_errors(tmp_path, capsys, private_cache, change, message):
+    files = nnunet_files(cases=4, tests=0)
+    change(files)
+    code = main(["data", "check", str(write_tree(tmp_path / "broken", files))])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and message in err, err
+    assert not private_cache.exists()

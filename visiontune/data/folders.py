@@ -10,6 +10,8 @@ Segmentation::
     ROOT/images/ + ROOT/masks/                 no split given
     ROOT/{train,test}/{images,masks}/          optionally val/
 
+nnU-Net v2 (``nnunet``): ``dataset.json`` + ``imagesTr/`` + ``labelsTr/`` (+ ``imagesTs/``, ``labelsTs/``).
+
 Label tables (``label_tables``)::
 
     ROOT/labels.csv + the files it names       file,label[,split] or image,mask[,split]
@@ -22,11 +24,13 @@ Files an operating system leaves behind and non-image files are skipped and coun
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from visiontune.data.nnunet import is_nnunet, read_nnunet
 from visiontune.data.label_tables import TABLE_FILES, find_table, read_table
 from visiontune.data.spec import SPEC_FILE, DatasetSpec, parse_spec
 from visiontune.errors import DataError
@@ -107,7 +111,7 @@ def _subdirs(source: FileSource, folder: str) -> list[str]:
 def _looks_like_layout(source: FileSource, folder: str) -> bool:
     names = set(_subdirs(source, folder))
     return (bool(names & set(SPLIT_NAMES)) or {IMAGES_DIR, MASKS_DIR} <= names or source.exists(_join(folder, SPEC_FILE))
-            or any(source.exists(_join(folder, table)) for table in TABLE_FILES))
+            or any(source.exists(_join(folder, table)) for table in TABLE_FILES) or is_nnunet(source, folder))
 
 
 def _files(source: FileSource, folder: str, skipped: Counter, suffixes=IMAGE_SUFFIXES) -> list[str]:
@@ -224,7 +228,6 @@ def _table_layout(source: FileSource, root: str, name: str, spec: DatasetSpec, t
 # Layouts of other tools that visiontune cannot read yet: recognised, so that such a folder is
 # refused in one line instead of being read as class folders named after its sub-folders.
 OTHER_LAYOUTS = (
-    ("an nnU-Net v2 data set (dataset.json, imagesTr/)", ("dataset.json",), ("imagesTr",)),
     ("a Pascal VOC data set (JPEGImages/, SegmentationClass/)", (), ("JPEGImages", "SegmentationClass")),
     ("a Pascal VOC data set (JPEGImages/, ImageSets/)", (), ("JPEGImages", "ImageSets")),
 )
@@ -238,10 +241,22 @@ def _refuse_other_layouts(source: FileSource, root: str) -> None:
                             "lay it out as images/ + masks/ (or class folders), or list it in a labels.csv")
 
 
+def _nnunet_layout(source: FileSource, root: str, name: str, spec: DatasetSpec) -> Layout:
+    """An nnU-Net v2 folder (``data.nnunet``); ``dataset.yaml`` may add what dataset.json does not say."""
+    found, classes, rows, description = read_nnunet(source, root)
+    spec = dataclasses.replace(spec, name=spec.name or found.name, kind="segmentation", classes=classes,
+                               channels=found.channels)
+    items = sorted((Item(image, mask, split) for image, mask, split in rows),
+                   key=lambda item: (SPLIT_NAMES.index(item.split), item.image))
+    return Layout(source, root, spec.name or name, "segmentation", classes, items, spec, description)
+
+
 def find_layout(path: str | os.PathLike) -> Layout:
     """List a data set's samples and check its layout; nothing is decoded yet."""
     source, root, name = open_source(path)
     spec = read_spec(source, root)
+    if is_nnunet(source, root):
+        return _nnunet_layout(source, root, name, spec)
     table = find_table(source, root, spec.table)
     if table is None:
         _refuse_other_layouts(source, root)

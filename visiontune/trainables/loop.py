@@ -23,8 +23,8 @@ from visiontune.data.splits import DataSplits
 from visiontune.engine import Trainer
 from visiontune.fit import BestSoFar, EpochEnd, fit_epochs
 from visiontune.record import (BEST_EPOCH, BUDGET_END, CACHED_DATA_DIR, CHECKPOINT_REPORT, CV_FOLD, DIVERGED, EPOCH,
-                               EPOCH_TIME, NODE_ID, PARAMS, PRECISION, STATE_FILE, Status, best_name, checkpoint_reports_text,
-                               read_checkpoint_reports)
+                               EPOCH_TIME, NODE_ID, PARAMS, PRECISION, STATE_FILE, Status, best_name,
+                               checkpoint_reports_text, read_checkpoint_reports)
 
 
 def _assigned_device_and_threads() -> tuple[str, int | None, str]:
