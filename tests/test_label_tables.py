@@ -105,14 +105,14 @@ def test_a_table_trains_and_predict_scores_new_files_of_the_same_table(tmp_path,
 
 
 @pytest.mark.parametrize("files, message", [
-    ({"JPEGImages/a.jpg": b"", "SegmentationClass/a.png": b"", "ImageSets/Segmentation/train.txt": b"a\n"},
-     "looks like a Pascal VOC data set"),
+    ({"JPEGImages/a.jpg": b"", "ImageSets/Main/train.txt": b"a\n"}, "looks like a Pascal VOC data set without"),
 ])
 def test_other_tools_layouts_are_refused_in_one_line_not_read_as_class_folders(tmp_path, capsys, files, message):
     root = write_tree(tmp_path / "other", files)
     code = main(["data", "check", str(root)])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and message in err and "does not read yet" in err, err
+    assert not (tmp_path / "other" / ".." / "cache").exists()
 
 
 def nnunet_files(cases: int = 10, tests: int = 4, labels=None, ending: str = ".png") -> dict[str, bytes]:
@@ -157,6 +157,76 @@ def test_an_nnunet_folder_is_read_as_its_classes_channels_and_test_split(tmp_pat
 ])
 def test_broken_nnunet_folders_are_one_line_errors(tmp_path, capsys, private_cache, change, message):
     files = nnunet_files(cases=4, tests=0)
+    change(files)
+    code = main(["data", "check", str(write_tree(tmp_path / "broken", files))])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and message in err, err
+    assert not private_cache.exists()
+
+
+def palette_png(mask: np.ndarray) -> bytes:
+    image = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
+    image.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (252 * 3) + [224, 224, 192])
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def voc_files(count: int = 12, classes_yaml: bool = True) -> dict[str, bytes]:
+    """VOC's layout: JPEG images, palette masks with 255 on the objects' boundaries, the split lists."""
+    files = {}
+    names = [f"2007_{index:06d}" for index in range(count)]
+    for index, name in enumerate(names):
+        mask = np.zeros((24, 24), dtype=np.uint8)
+        mask[4:12, 4:12] = 1 + index % 2
+        mask[3, 3:13] = mask[12, 3:13] = 255  # boundary
+        image = (RNG.integers(40, 90, (24, 24, 3)) + 120 * (mask[..., None] == 1)).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=95)
+        files[f"JPEGImages/{name}.jpg"] = buffer.getvalue()
+        files[f"SegmentationClass/{name}.png"] = palette_png(mask)
+    files["ImageSets/Segmentation/train.txt"] = ("\n".join(names[:9]) + "\n").encode()
+    files["ImageSets/Segmentation/val.txt"] = ("\n".join(names[9:]) + "\n").encode()
+    if classes_yaml:
+        files["dataset.yaml"] = b"classes: [background, square, other]\n"
+    return files
+
+
+def test_a_voc_folder_uses_its_lists_as_splits_and_255_as_the_ignore_label(tmp_path):
+    splits = load_splits(str(write_tree(tmp_path / "VOC2012", voc_files())))
+    card = splits.card
+    assert card.kind == "segmentation" and card.classes == ["background", "square", "other"] and card.channels == 3
+    assert splits.sizes()["val"] == 3 and splits.sizes()["train"] + splits.sizes()["test"] == 9  # test carved
+    assert any("ignore label" in choice for choice in card.choices)
+    masks = splits.train.targets
+    assert set(np.unique(masks.numpy())) == {0, 1, 2, 255}  # boundaries kept as 255, not read as a class
+    assert sum(card.counts["train"].values()) < masks.numel()  # ignored pixels counted in no class
+    assert load_splits(str(write_tree(tmp_path / "plain", voc_files(classes_yaml=False)))).card.num_classes == 21
+
+
+def test_ignored_pixels_count_in_neither_the_loss_nor_the_dice():
+    import torch
+
+    from visiontune.losses import LOSSES
+    from visiontune.metrics import dice_counts
+
+    target = torch.tensor([[[0, 1], [255, 1]]])
+    logits = torch.randn(1, 2, 2, 2)
+    changed = logits.clone()
+    changed[0, :, 1, 0] = torch.tensor([5.0, -5.0])  # only the ignored pixel's logits differ
+    for loss in LOSSES["segmentation"].values():
+        assert torch.allclose(loss(logits, target), loss(changed, target))
+    numerator, denominator = dice_counts(torch.tensor([[[1, 1], [1, 1]]]), target, 2)
+    assert float(numerator) == 4.0 and float(denominator) == 5.0  # 3 valid pixels predicted, 2 true
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.pop("JPEGImages/2007_000004.jpg"), "train.txt: line 5 names 2007_000004, but JPEGImages/"),
+    (lambda f: f.pop("SegmentationClass/2007_000010.png"), "val.txt: line 2 names 2007_000010, but SegmentationClass/"),
+    (lambda f: f.pop("ImageSets/Segmentation/train.txt"), "needs ImageSets/Segmentation/train.txt"),
+])
+def test_broken_voc_folders_are_one_line_errors(tmp_path, capsys, private_cache, change, message):
+    files = voc_files()
     change(files)
     code = main(["data", "check", str(write_tree(tmp_path / "broken", files))])
     err = capsys.readouterr().err

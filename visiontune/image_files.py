@@ -23,6 +23,9 @@ from visiontune.file_sources import FileSource
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
+# A mask pixel of this value is left out of the loss, the metrics and the class count (Pascal
+# VOC's object boundaries): only where a layout declares it, so a binary 0/255 mask stays 0/1.
+IGNORE_LABEL = 255
 SYSTEM_FILES = (".ds_store", "thumbs.db", "desktop.ini")  # what operating systems leave behind
 SCALED_GREY_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # grey beyond 8 bits: scaled to 0-255
 GREY_MODES = ("1", "L", "LA") + SCALED_GREY_MODES
@@ -163,10 +166,11 @@ def image_array(image: Image.Image, channels: int, size: tuple[int, int] | None,
     return _resize(array[None] if channels == 1 else array.transpose(2, 0, 1), size, Image.BILINEAR)
 
 
-def decode_mask(data: bytes, where: str, size: tuple[int, int] | None) -> np.ndarray:
+def decode_mask(data: bytes, where: str, size: tuple[int, int] | None, ignore: bool = False) -> np.ndarray:
     """A mask file as class indices, uint8 ``(height, width)``, resized (nearest) to ``size``.
 
-    Binary masks stored as 0/255 read as 0/1; a palette PNG's indices are its classes.
+    Binary masks stored as 0/255 read as 0/1, unless the layout declares 255 the ignore label
+    (``ignore``); a palette PNG's indices are its classes.
     """
     image = _open(data, where, "mask")
     if image.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
@@ -177,7 +181,7 @@ def decode_mask(data: bytes, where: str, size: tuple[int, int] | None) -> np.nda
         raise DataError(f"{where}: mask values up to {int(values.max())}; at most 256 classes are supported")
     values = values.astype(np.uint8)
     present = np.unique(values)
-    if len(present) <= 2 and present.max(initial=0) == 255:  # binary 0/255
+    if not ignore and len(present) <= 2 and present.max(initial=0) == 255:  # binary 0/255
         values = (values == 255).astype(np.uint8)
     return resize_mask(values, size)
 
@@ -231,18 +235,20 @@ def images_chunk(source: FileSource, names: list[str], channels: int, size: tupl
 
 
 def masks_chunk(source: FileSource, names: list[str], image_names: list[str], shapes: list[tuple[int, int]],
-                declared: int | None, size: tuple[int, int]) -> np.ndarray:
+                declared: int | None, size: tuple[int, int], ignore: bool = False) -> np.ndarray:
     """Masks decoded to class indices ``(len(names), height, width)``, checked against their image's
-    size and the declared classes, then resized by nearest neighbour."""
+    size and the declared classes (``ignore``: IGNORE_LABEL allowed besides), then resized by
+    nearest neighbour."""
     out = np.empty((len(names), size[0], size[1]), dtype=np.uint8)
     for index, (name, image_name, shape) in enumerate(zip(names, image_names, shapes)):
         where = source.describe(name)
-        mask = decode_mask(source.read(name), where, None)
+        mask = decode_mask(source.read(name), where, None, ignore)
         if mask.shape != tuple(shape):
             raise DataError(f"{where}: mask is {mask.shape[0]}x{mask.shape[1]} but its image "
                             f"{source.describe(image_name)} is {shape[0]}x{shape[1]}")
-        if declared and int(mask.max()) >= declared:
-            raise DataError(f"{where}: mask value {int(mask.max())} is outside the {declared} classes declared "
+        largest = int(mask[mask != IGNORE_LABEL].max(initial=0)) if ignore else int(mask.max())
+        if declared and largest >= declared:
+            raise DataError(f"{where}: mask value {largest} is outside the {declared} classes declared "
                             f"(0..{declared - 1})")
         out[index] = resize_mask(mask, size)
     return out

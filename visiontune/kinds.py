@@ -57,7 +57,7 @@ class Kind:
     def loss(self, name: str) -> losses.Loss:
         """The loss function ``(logits, target) -> scalar`` called ``name``."""
         _check_choice("loss", name, self.losses, self.name)
-        return losses.LOSSES[name]
+        return losses.LOSSES[self.name][name]
 
     def accumulator(self, card: "DatasetCard", per_class: bool = False):
         """A fresh metric accumulator for one evaluation pass over ``card``'s data; ``per_class``

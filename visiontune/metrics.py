@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from visiontune.image_files import IGNORE_LABEL
+
 TRAIN_LOSS = "train/loss"
 VAL_LOSS = "val/loss"
 VAL_ACC = "val/acc"
@@ -56,12 +58,14 @@ def segmentation_map(logits: torch.Tensor) -> torch.Tensor:
 def dice_counts(pred: torch.Tensor, truth: torch.Tensor, num_classes: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image, per-foreground-class ``(2|A∩B|, |A|+|B|)`` of label maps ``(N, H, W)`` holding
     class indices 0..K-1 (0 the background), as float tensors ``(N, K-1)``. With two classes
-    this is the one gland class of a binary map, as the report counted it."""
+    this is the one gland class of a binary map, as the report counted it. Pixels whose truth is
+    the ignore label count in neither."""
     pred = pred.reshape(pred.shape[0], -1)
     truth = truth.reshape(truth.shape[0], -1)
+    valid = truth != IGNORE_LABEL
     numerators, denominators = [], []
     for index in range(1, num_classes):
-        predicted, true = (pred == index).float(), (truth == index).float()
+        predicted, true = ((pred == index) & valid).float(), (truth == index).float()
         numerators.append(2.0 * (predicted * true).sum(dim=1))
         denominators.append(predicted.sum(dim=1) + true.sum(dim=1))
     return torch.stack(numerators, dim=1), torch.stack(denominators, dim=1)

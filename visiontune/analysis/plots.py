@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from visiontune.colours import PALETTE, class_colour, colour
+from visiontune.image_files import IGNORE_LABEL
 
 from visiontune.runfolder import SearchRun
 from visiontune.record import DIVERGED, EPOCH, EPOCH_TIME, ITERATION_TIME, TIMESTAMP, TrialRecord, is_missing, metric_mode
@@ -246,6 +247,9 @@ def stain_rgb(image: np.ndarray) -> np.ndarray:
     return rgb
 
 
+IGNORED_COLOUR = "#808080"
+
+
 def class_colours(count: int) -> colors.ListedColormap:
     """One colour per class, the background black (a mask drawn with it shows each class apart)."""
     return colors.ListedColormap(["#000000"] + [class_colour(i) for i in range(1, count)])
@@ -260,8 +264,10 @@ def best_and_worst(images: np.ndarray, target: np.ndarray, predicted: np.ndarray
     figure = Figure(figsize=(9, 15))
     grid = figure.subplots(len(picks), 3)
     palette = class_colours(len(class_names))
+    palette.set_bad(IGNORED_COLOUR)  # ignored pixels of the ground truth (IGNORE_LABEL) in grey
     for row, (index, kind) in enumerate(picks):
-        panels = [(picture(images[index]), "image"), (target[index], "ground truth"),
+        truth = np.ma.masked_equal(target[index], IGNORE_LABEL)
+        panels = [(picture(images[index]), "image"), (truth, "ground truth"),
                   (predicted[index], f"prediction, Dice {dice[index]:.3f}")]
         for column, (shown, label) in enumerate(panels):
             axes = grid[row, column]

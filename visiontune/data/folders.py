@@ -12,6 +12,8 @@ Segmentation::
 
 nnU-Net v2 (``nnunet``): ``dataset.json`` + ``imagesTr/`` + ``labelsTr/`` (+ ``imagesTs/``, ``labelsTs/``).
 
+Pascal VOC (``voc``): ``JPEGImages/`` + ``SegmentationClass/`` + ``ImageSets/Segmentation/*.txt``.
+
 Label tables (``label_tables``)::
 
     ROOT/labels.csv + the files it names       file,label[,split] or image,mask[,split]
@@ -31,11 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from visiontune.data.nnunet import is_nnunet, read_nnunet
+from visiontune.data.voc import is_voc, read_voc
 from visiontune.data.label_tables import TABLE_FILES, find_table, read_table
 from visiontune.data.spec import SPEC_FILE, DatasetSpec, parse_spec
 from visiontune.errors import DataError
 from visiontune.file_sources import FileSource, FolderSource, ZipSource
-from visiontune.image_files import IMAGE_SUFFIXES, MASK_SUFFIXES, skip_reason
+from visiontune.image_files import IGNORE_LABEL, IMAGE_SUFFIXES, MASK_SUFFIXES, skip_reason
 
 SPLIT_NAMES = ("train", "val", "test")
 MASK_STEM_SUFFIXES = ("_mask", "_label", "_labels", "_gt", "_seg")
@@ -65,6 +68,7 @@ class Layout:
     description: str  # the layout in words, e.g. "class folders with train/ and test/"
     skipped: Counter = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)  # findings worth saying (a class absent from test)
+    ignore: bool = False  # masks hold image_files.IGNORE_LABEL where a pixel is left out (VOC's boundaries)
 
     @property
     def given_splits(self) -> list[str]:
@@ -77,7 +81,7 @@ class Layout:
             return self.classes[target]
         from visiontune.image_files import decode_mask
 
-        return decode_mask(self.source.read(target), self.source.describe(target), None)
+        return decode_mask(self.source.read(target), self.source.describe(target), None, self.ignore)
 
 
 def _join(*parts: str) -> str:
@@ -110,8 +114,10 @@ def _subdirs(source: FileSource, folder: str) -> list[str]:
 
 def _looks_like_layout(source: FileSource, folder: str) -> bool:
     names = set(_subdirs(source, folder))
-    return (bool(names & set(SPLIT_NAMES)) or {IMAGES_DIR, MASKS_DIR} <= names or source.exists(_join(folder, SPEC_FILE))
-            or any(source.exists(_join(folder, table)) for table in TABLE_FILES) or is_nnunet(source, folder))
+    return (bool(names & set(SPLIT_NAMES)) or {IMAGES_DIR, MASKS_DIR} <= names
+            or source.exists(_join(folder, SPEC_FILE))
+            or any(source.exists(_join(folder, table)) for table in TABLE_FILES) or is_nnunet(source, folder)
+            or is_voc(source, folder))
 
 
 def _files(source: FileSource, folder: str, skipped: Counter, suffixes=IMAGE_SUFFIXES) -> list[str]:
@@ -228,8 +234,7 @@ def _table_layout(source: FileSource, root: str, name: str, spec: DatasetSpec, t
 # Layouts of other tools that visiontune cannot read yet: recognised, so that such a folder is
 # refused in one line instead of being read as class folders named after its sub-folders.
 OTHER_LAYOUTS = (
-    ("a Pascal VOC data set (JPEGImages/, SegmentationClass/)", (), ("JPEGImages", "SegmentationClass")),
-    ("a Pascal VOC data set (JPEGImages/, ImageSets/)", (), ("JPEGImages", "ImageSets")),
+    ("a Pascal VOC data set without SegmentationClass/ (JPEGImages/, ImageSets/)", (), ("JPEGImages", "ImageSets")),
 )
 
 
@@ -251,12 +256,26 @@ def _nnunet_layout(source: FileSource, root: str, name: str, spec: DatasetSpec) 
     return Layout(source, root, spec.name or name, "segmentation", classes, items, spec, description)
 
 
+def _voc_layout(source: FileSource, root: str, name: str, spec: DatasetSpec) -> Layout:
+    """A Pascal VOC segmentation folder (``data.voc``): 255 is the ignore label."""
+    classes, rows, description = read_voc(source, root, spec.classes)
+    spec = dataclasses.replace(spec, kind="segmentation", classes=classes)
+    items = sorted((Item(image, mask, split) for image, mask, split in rows),
+                   key=lambda item: (SPLIT_NAMES.index(item.split), item.image))
+    notes = [f"mask value {IGNORE_LABEL} (the objects' boundaries) is the ignore label: left out of the loss, the "
+             "metrics and the class count"]
+    return Layout(source, root, spec.name or name, "segmentation", classes, items, spec, description, notes=notes,
+                  ignore=True)
+
+
 def find_layout(path: str | os.PathLike) -> Layout:
     """List a data set's samples and check its layout; nothing is decoded yet."""
     source, root, name = open_source(path)
     spec = read_spec(source, root)
     if is_nnunet(source, root):
         return _nnunet_layout(source, root, name, spec)
+    if is_voc(source, root):
+        return _voc_layout(source, root, name, spec)
     table = find_table(source, root, spec.table)
     if table is None:
         _refuse_other_layouts(source, root)

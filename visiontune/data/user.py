@@ -118,14 +118,18 @@ def _read(layout: Layout, requested: list[int] | None, choices: list[str], write
             return headers
         shapes = [(int(h), int(w)) for h, w, _ in headers]
         decoder.run(image_files.masks_chunk, [[item.target for item in items], names, shapes],
-                    (len(layout.classes) or None, size), writer.array(cache.TARGETS, (len(items), *size), np.uint8),
-                    "decoding masks")
+                    (len(layout.classes) or None, size, layout.ignore),
+                    writer.array(cache.TARGETS, (len(items), *size), np.uint8), "decoding masks")
         return headers
 
 
 def _masks_max(masks: np.ndarray, chunk: int = 1024) -> int:
-    """The largest value of (memory-mapped) masks, read a chunk at a time."""
-    return max((int(masks[start:start + chunk].max(initial=0)) for start in range(0, len(masks), chunk)), default=0)
+    """The largest class value of (memory-mapped) masks, read a chunk at a time (the ignore label
+    is not a class)."""
+    def largest(part: np.ndarray) -> int:
+        return int(part[part != image_files.IGNORE_LABEL].max(initial=0))
+
+    return max((largest(masks[start:start + chunk]) for start in range(0, len(masks), chunk)), default=0)
 
 
 def _segmentation_classes(layout: Layout, masks: np.ndarray, choices: list[str]) -> list[str]:
