@@ -232,3 +232,13 @@ def test_broken_voc_folders_are_one_line_errors(tmp_path, capsys, private_cache,
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and message in err, err
     assert not private_cache.exists()
+
+
+def test_a_voc_folder_trains_and_predict_scores_a_voc_folder(tmp_path):
+    root = write_tree(tmp_path / "VOC2012", voc_files())
+    run = tmp_path / "run"
+    assert main(["train", str(root), "--epochs", "1", "--out", str(run), "--quiet", "--precision", "fp32"]) == 0
+    new = write_tree(tmp_path / "VOCnew", voc_files(count=12))
+    assert main(["predict", str(run), str(new), "--out", str(tmp_path / "pred")]) == 0
+    scores = json.loads((tmp_path / "pred" / SCORES_FILE).read_text())
+    assert scores["images"] == 12 and 0.0 <= scores["dice"] <= 1.0
