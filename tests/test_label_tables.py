@@ -207,14 +207,14 @@ def test_a_voc_folder_uses_its_lists_as_splits_and_255_as_the_ignore_label(tmp_p
 def test_ignored_pixels_count_in_neither_the_loss_nor_the_dice():
     import torch
 
-    from visiontune.losses import LOSSES
+    from visiontune.losses import PIXEL_LOSSES
     from visiontune.metrics import dice_counts
 
     target = torch.tensor([[[0, 1], [255, 1]]])
     logits = torch.randn(1, 2, 2, 2)
     changed = logits.clone()
     changed[0, :, 1, 0] = torch.tensor([5.0, -5.0])  # only the ignored pixel's logits differ
-    for loss in LOSSES["segmentation"].values():
+    for loss in PIXEL_LOSSES.values():
         assert torch.allclose(loss(logits, target), loss(changed, target))
     numerator, denominator = dice_counts(torch.tensor([[[1, 1], [1, 1]]]), target, 2)
     assert float(numerator) == 4.0 and float(denominator) == 5.0  # 3 valid pixels predicted, 2 true

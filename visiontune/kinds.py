@@ -57,7 +57,7 @@ class Kind:
     def loss(self, name: str) -> losses.Loss:
         """The loss function ``(logits, target) -> scalar`` called ``name``."""
         _check_choice("loss", name, self.losses, self.name)
-        return losses.LOSSES[self.name][name]
+        return losses.LOSSES[name]
 
     def accumulator(self, card: "DatasetCard", per_class: bool = False):
         """A fresh metric accumulator for one evaluation pass over ``card``'s data; ``per_class``
@@ -188,6 +188,11 @@ class Classification(Kind):
 @dataclass(frozen=True)
 class Segmentation(Kind):
     """A class per pixel: per-image Dice per foreground class, pooled Dice; CE and soft Dice."""
+
+    def loss(self, name: str) -> losses.Loss:
+        """The loss called ``name``, over pixels: the ignore label's are left out."""
+        _check_choice("loss", name, self.losses, self.name)
+        return losses.PIXEL_LOSSES[name]
 
     def accumulator(self, card: "DatasetCard", per_class: bool = False) -> metrics.DiceAccumulator:
         return metrics.DiceAccumulator(card.num_classes, card.classes)  # several foreground classes: always

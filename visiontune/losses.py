@@ -46,8 +46,7 @@ def ce_plus_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return pixel_cross_entropy(logits, target) + soft_dice_loss(logits, target)
 
 
-# By task kind: a class label is never ignored (a data set may have 256 classes or more).
-LOSSES: dict[str, dict[str, Loss]] = {
-    "classification": {"ce": cross_entropy},
-    "segmentation": {"ce": pixel_cross_entropy, "dice": soft_dice_loss, "ce+dice": ce_plus_dice},
-}
+LOSSES: dict[str, Loss] = {"ce": cross_entropy, "dice": soft_dice_loss, "ce+dice": ce_plus_dice}
+# A segmentation's, whose cross-entropy leaves the ignore label out; an image's class label is
+# never ignored (a data set may have 256 classes or more). kinds.Kind.loss picks the table.
+PIXEL_LOSSES: dict[str, Loss] = {**LOSSES, "ce": pixel_cross_entropy}

@@ -263,8 +263,7 @@ def best_and_worst(images: np.ndarray, target: np.ndarray, predicted: np.ndarray
     picks = [(i, "best") for i in order[::-1][:3]] + [(i, "worst") for i in order[:3]]
     figure = Figure(figsize=(9, 15))
     grid = figure.subplots(len(picks), 3)
-    palette = class_colours(len(class_names))
-    palette.set_bad(IGNORED_COLOUR)  # ignored pixels of the ground truth (IGNORE_LABEL) in grey
+    palette = class_colours(len(class_names)).with_extremes(bad=IGNORED_COLOUR)  # ignored pixels (IGNORE_LABEL)
     for row, (index, kind) in enumerate(picks):
         truth = np.ma.masked_equal(target[index], IGNORE_LABEL)
         panels = [(picture(images[index]), "image"), (truth, "ground truth"),
