@@ -161,32 +161,66 @@ def placement_throughput(name: str, rounds: int, train_limit: int | None) -> dic
     return row
 
 
-def cache_reads(folder: Path, batches: int) -> dict:
-    """Images per second of 32-image batches from the memory-mapped cache: random rows from a
-    cold cache (its files dropped from the page cache first) against consecutive rows."""
-    from visiontune.data import load_splits
+def _resident_fraction(paths: list[Path]) -> float | None:
+    """Share of the files' bytes in the page cache (util-linux ``fincore``); None without it."""
+    if not shutil.which("fincore"):
+        return None
+    done = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES,SIZE", *map(str, paths)],
+                          capture_output=True, text=True)
+    resident = total = 0
+    for line in done.stdout.splitlines():
+        res, size = line.split()
+        resident, total = resident + int(res), total + int(size)
+    return resident / total if total else None
 
-    train = load_splits(str(folder)).train
-    rates = {}
-    for how in ("sequential", "random"):
-        for path in Path(train.folder).glob("*.npy"):
-            with open(path, "rb") as stream:
-                os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-        order = (np.arange(len(train)) if how == "sequential"
-                 else np.random.default_rng(0).permutation(len(train)))[:batches * 32]
-        started = time.perf_counter()
-        for start in range(0, len(order), 32):
-            train.gather(order[start:start + 32])
-        rates[how] = len(order) / (time.perf_counter() - started)
-    print(f"  cold cache reads, batches of 32: sequential {rates['sequential']:,.0f}/s, "
-          f"random {rates['random']:,.0f}/s", flush=True)
-    return {"batch": 32, "images": batches * 32, "cold": True, "images_per_s": rates}
+
+def cache_reads(folder: Path, batches: int) -> dict:
+    """Images per second of 32-image batches read from the memory-mapped cache, random rows against
+    consecutive ones, each from a cold cache and from a warm one.
+
+    Cold: no mapping of the entry is open while its pages are dropped (``POSIX_FADV_DONTNEED``
+    leaves mapped pages in memory), then a fresh mapping is read; ``fincore`` checks what was
+    resident when the reading started.
+    """
+    import gc
+
+    from visiontune.data import cache, load_splits
+    from visiontune.data.splits import ImageSet
+
+    train = load_splits(str(folder)).train  # decodes or maps, and reads everything for the card
+    entry, rows = train.folder, train.stored_rows()
+    del train
+    gc.collect()
+    files = sorted(Path(entry).glob("*.npy"))
+    rates, resident = {}, {}
+    for temperature in ("cold", "warm"):
+        for how in ("sequential", "random"):
+            if temperature == "cold":
+                for path in files:
+                    with open(path, "rb") as stream:
+                        os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            resident[f"{temperature}_{how}"] = _resident_fraction(files)
+            images, targets = cache.map_entry(entry)
+            data = ImageSet(images, targets, rows, entry)
+            order = (np.arange(len(data)) if how == "sequential"
+                     else np.random.default_rng(0).permutation(len(data)))[:batches * 32]
+            started = time.perf_counter()
+            for start in range(0, len(order), 32):
+                data.gather(order[start:start + 32])
+            rates[f"{temperature}_{how}"] = len(order) / (time.perf_counter() - started)
+            del data, images, targets
+            gc.collect()
+    print("  cache reads, batches of 32: " + ", ".join(f"{key} {value:,.0f}/s" for key, value in rates.items())
+          + f" (resident when starting: {resident})", flush=True)
+    return {"batch": 32, "images": batches * 32, "images_per_s": rates, "resident_fraction_at_start": resident}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2,500 and 6,000 images, 3 rounds")
     parser.add_argument("--work", default=None, help="folder for the generated images and caches (default: a temp)")
+    parser.add_argument("--reads-only", action="store_true",
+                        help="only the cache reads, on the smaller folder (saved as memory_scaling-reads.json)")
     args = parser.parse_args()
     small, large = (2_500, 6_000) if args.quick else (25_000, 61_000)
     rounds = 3 if args.quick else 5
@@ -196,6 +230,13 @@ def main() -> int:
     info = machine()
     print(f"memory scaling on {describe(info)}; work folder {work}", flush=True)
     decoded = {count: count * 3 * SIDE * SIDE for count in (small, large)}
+    if args.reads_only:
+        folder = write_folder(work / f"pngs-{small}", small)
+        reads = cache_reads(folder, batches=300 if args.quick else 2000)
+        save("memory_scaling-reads" + ("-quick" if args.quick else ""),
+             {"machine": info, "revision": git_revision(), "images": small, "cache_reads": reads})
+        shutil.rmtree(work / "cache", ignore_errors=True)
+        return 0
     folders = {count: write_folder(work / f"pngs-{count}", count) for count in (small, large)}
     shutil.rmtree(work / "cache", ignore_errors=True)
     search = ["--space", "mnist-cnn", "--max-epochs", "1", "--cpus-per-trial", "1", "--searcher", "random",
