@@ -66,6 +66,7 @@ class Decoder:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         self.pool: Executor | None = (ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context(method))
                                       if count >= PARALLEL_FROM and cores > 1 else None)
+        self.workers = cores if self.pool is not None else 1
 
     def __enter__(self) -> "Decoder":
         return self
@@ -84,7 +85,7 @@ class Decoder:
             return
         pending: dict[Future, int] = {}
         upcoming = iter(enumerate(arguments))
-        window = 2 * getattr(self.pool, "_max_workers", 2)
+        window = 2 * self.workers
         while True:
             for index, args in itertools.islice(upcoming, window - len(pending)):
                 pending[self.pool.submit(function, *args)] = index
