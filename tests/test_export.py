@@ -88,7 +88,7 @@ from PIL import Image
 card = json.load(open({str(out / "model.json")!r}))
 size = (card["input"]["width"], card["input"]["height"])
 image = Image.open({str(tmp_path / "digit.png")!r}).convert("L").resize(size, Image.BILINEAR)
-x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None, None]
+x = torch.from_numpy(np.asarray(image, dtype=np.float32))[None, None]  # pixel values: the graph normalises
 model = {LOADERS[fmt].format(path=str(out / FORMATS[fmt].file))}
 p = model(torch.cat([x, x, x]))[0]  # a batch of 3: not the export's example size
 print(card["classes"][int(p.argmax())], float(p.max()))

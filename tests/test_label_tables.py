@@ -151,7 +151,9 @@ def test_an_nnunet_folder_is_read_as_its_classes_channels_and_test_split(tmp_pat
         "background": 0, "square": [1, 2]}}).encode()}), "regions (lists of values) are not supported"),
     (lambda f: f.pop("imagesTr/caseTr001_0000.png"), "caseTr001.png: no image caseTr001_0000.png in imagesTr/"),
     (lambda f: f.update({"imagesTr/caseTr002_0001.png": f["imagesTr/caseTr002_0000.png"]}),
-     "one file per channel (_0001, ...), which visiontune does not read yet"),
+     "caseTr002_0001.png: a channel file beyond the 1 channel_names of dataset.json"),
+    (lambda f: f.update({"dataset.json": json.dumps({"channel_names": {"0": "g"}, "labels": {
+        "background": 0, "square": 1, "bar": 2, "ignore": 5}}).encode()}), "ignore must be the highest value, 3 here"),
     (lambda f: f.update({"dataset.json": json.dumps({"channel_names": {"0": "g"}, "labels": {
         "background": 0, "square": 2}}).encode()}), "values must be 0, 1, ... without gaps"),
 ])

@@ -221,7 +221,7 @@ keep = card["preprocessing"]["keep_channels"]
 images = []
 for path in sorted(Path({str(test)!r}).glob("image_*.png")):
     rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32).transpose(2, 0, 1)
-    images.append(rgb[keep] / 255.0)
+    images.append(rgb[keep])  # pixel values: the graph normalises them (model.json's preprocessing)
 with torch.no_grad():
     masks = model(torch.from_numpy(np.stack(images))).argmax(1).numpy().astype(np.uint8)
 np.save({str(tmp_path / "masks.npy")!r}, masks)

@@ -104,8 +104,8 @@ def test_the_python_api_predicts_arrays_and_unreadable_files_are_listed(digits_s
     folder.mkdir()
     (folder / "good.png").write_bytes(_png(images[0]))
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    Image.new("LAB", (28, 28)).save(folder / "lab.tif")  # opens, but Pillow cannot make it grey
-    with pytest.raises(DataError, match=r"lab.tif: cannot convert its LAB pixels to grey \(") as raised:
+    Image.new("LAB", (28, 28)).save(folder / "lab.tif")  # opens, but its CIELab pixels are not read
+    with pytest.raises(DataError, match=r"lab.tif: LAB pixels, which visiontune does not read \(") as raised:
         predictor.predict([folder / "lab.tif"])
     assert "\n" not in str(raised.value)
     assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "out")]) == 0
@@ -113,7 +113,7 @@ def test_the_python_api_predicts_arrays_and_unreadable_files_are_listed(digits_s
     assert "2 files could not be read" in captured.err
     with open(tmp_path / "out" / "errors.csv", newline="") as stream:
         errors = {row["file"].rsplit("/", 1)[1]: row["error"] for row in csv.DictReader(stream)}
-    assert set(errors) == {"broken.png", "lab.tif"} and "cannot convert its LAB pixels" in errors["lab.tif"]
+    assert set(errors) == {"broken.png", "lab.tif"} and "LAB pixels, which visiontune does not read" in errors["lab.tif"]
     (folder / "good.png").unlink()
     assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "out2")]) == 1  # nothing predicted
     # A labelled folder in a training layout (class folders): predicted and scored against the labels

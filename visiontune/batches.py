@@ -1,7 +1,8 @@
-"""A split's batches on the training device: uint8 rows become float images on [0, 1] one batch
-at a time, wherever the rows are kept (``data.placement``).
+"""A split's batches on the training device: stored rows (8-bit, 16-bit or float) become the
+model's float input one batch at a time, by the data set's normalisation
+(``data.normalisation.Normalise``), wherever the rows are kept (``data.placement``).
 
-``DeviceBatches`` holds the split on the device as uint8 and takes batches by index there;
+``DeviceBatches`` holds the split on the device as stored and takes batches by index there;
 ``HostBatches`` gathers each batch's rows from the shared (or memory-mapped) arrays on the host
 and copies them to the device; on CUDA a background thread gathers and pins the next batches and
 a side stream copies them while the device works on the current one. Both give the same
@@ -17,6 +18,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from visiontune.data.normalisation import Normalise, device_view, pixel_values
 from visiontune.data.splits import ImageSet
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -24,23 +26,31 @@ PREFETCH = 2  # batches gathered ahead on CUDA
 UPLOAD_ROWS = 1024  # rows per piece when a split is copied to the device
 
 
-def as_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images as float on [0, 1] (the one conversion, on whatever device they are)."""
-    return images.float().div_(255.0)
+class _Inputs:
+    """Stored images to the model's input: pixel values, then the card's normalisation (on the
+    device the images are on)."""
+
+    def __init__(self, normalise: Normalise | None, device: torch.device) -> None:
+        self.normalise = (normalise or Normalise()).to(device)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.normalise(pixel_values(images))
 
 
 class DeviceBatches:
-    """A split kept on the device as uint8 (the ``device`` placement: a copy per trial)."""
+    """A split kept on the device as stored (the ``device`` placement: a copy per trial)."""
 
-    def __init__(self, data: ImageSet, device: torch.device) -> None:
+    def __init__(self, data: ImageSet, device: torch.device, normalise: Normalise | None = None) -> None:
         self.device = device
-        self.images = torch.empty((len(data), *data.image_shape), dtype=torch.uint8, device=device)
+        self.as_input = _Inputs(normalise, device)
+        stored = device_view(torch.from_numpy(data.stored_images[:0])).dtype
+        self.images = torch.empty((len(data), *data.image_shape), dtype=stored, device=device)
         target_shape = data.stored_targets.shape[1:]
         self.targets = torch.empty((len(data), *target_shape), dtype=torch.int64 if not target_shape else torch.uint8,
                                    device=device)
         for start in range(0, len(data), UPLOAD_ROWS):  # piece by piece: no host copy of the whole split
             images, targets = data.gather(np.arange(start, min(start + UPLOAD_ROWS, len(data))))
-            self.images[start:start + len(images)] = images.to(device)
+            self.images[start:start + len(images)] = device_view(images).to(device)
             self.targets[start:start + len(images)] = targets.to(device, self.targets.dtype)
 
     def __len__(self) -> int:
@@ -50,19 +60,20 @@ class DeviceBatches:
         """Batches of ``size`` rows in ``order`` (a permutation on the device)."""
         for start in range(0, len(order), size):
             index = order[start:start + size]
-            yield as_float(self.images[index]), self.targets[index].long()
+            yield self.as_input(self.images[index]), self.targets[index].long()
 
     def in_order(self, size: int) -> Iterator[Batch]:
         """The split in order, ``size`` rows at a time."""
         for start in range(0, len(self), size):
-            yield as_float(self.images[start:start + size]), self.targets[start:start + size].long()
+            yield self.as_input(self.images[start:start + size]), self.targets[start:start + size].long()
 
 
 class HostBatches:
     """A split kept on the host (the ``host`` and ``disk`` placements), batches gathered by index."""
 
-    def __init__(self, data: ImageSet, device: torch.device) -> None:
+    def __init__(self, data: ImageSet, device: torch.device, normalise: Normalise | None = None) -> None:
         self.data, self.device = data, device
+        self.as_input = _Inputs(normalise, device)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -81,7 +92,7 @@ class HostBatches:
         if self.device.type != "cuda":
             for index in indices:
                 images, targets = self.data.gather(index)
-                yield as_float(images), targets.long()
+                yield self.as_input(images), targets.long()
             return
         yield from self._prefetched(indices)
 
@@ -97,7 +108,7 @@ class HostBatches:
                     if stop.is_set():
                         return
                     images, targets = self.data.gather(index)
-                    ready.put((images.pin_memory(), targets.pin_memory()))
+                    ready.put((device_view(images).pin_memory(), targets.pin_memory()))
             except BaseException as error:  # handed to the consumer, raised there
                 ready.put(error)
                 return
@@ -126,7 +137,7 @@ class HostBatches:
                     consumer.wait_event(event)
                     images.record_stream(consumer)
                     targets.record_stream(consumer)
-                    yield as_float(images), targets.long()
+                    yield self.as_input(images), targets.long()
                 if uploaded is None:
                     return
                 pending = uploaded
@@ -139,6 +150,9 @@ class HostBatches:
                     worker.join(0.01)
 
 
-def split_batches(data: ImageSet, device: torch.device, placement: str) -> DeviceBatches | HostBatches:
-    """The batch source of a split for a placement (``data.placement.PLACEMENTS``)."""
-    return DeviceBatches(data, device) if placement == "device" else HostBatches(data, device)
+def split_batches(data: ImageSet, device: torch.device, placement: str, normalise: Normalise | None = None
+                  ) -> DeviceBatches | HostBatches:
+    """The batch source of a split for a placement (``data.placement.PLACEMENTS``), its images
+    normalised by ``normalise`` (the card's; None: pixel / 255)."""
+    return (DeviceBatches(data, device, normalise) if placement == "device"
+            else HostBatches(data, device, normalise))

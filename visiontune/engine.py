@@ -30,6 +30,7 @@ from visiontune.config import TrainConfig
 from visiontune.data.augment import Augmenter, parse_augment
 from visiontune.data.card import DatasetCard
 from visiontune.batches import split_batches
+from visiontune.data.normalisation import Normalise
 from visiontune.data.splits import DataSplits
 from visiontune.errors import VisiontuneError
 from visiontune.graphs import WARMUP_STEPS, GraphedStep, on_side_stream
@@ -117,7 +118,8 @@ class Trainer:
         # Kept where the placement says (data.placement; default: on a GPU, on the CPU shared),
         # made float one batch at a time.
         self.placement = placement or ("device" if self.device.type == "cuda" else "host")
-        self.splits = {name: split_batches(getattr(data, name), self.device, self.placement)
+        normalise = Normalise.from_card(self.card)  # the card's: the model layer and exports apply the same
+        self.splits = {name: split_batches(getattr(data, name), self.device, self.placement, normalise)
                        for name in ("train", "val")}
         self.epoch = 0  # epochs completed
         self.use_bf16 = precision.use_bf16(config.precision, self.device, lambda: precision.bf16_speedup(

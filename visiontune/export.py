@@ -23,10 +23,24 @@ from typing import Any
 import torch
 
 from visiontune import record, runs
+from visiontune.data import normalisation
 from visiontune.model_formats import ExportFormat, get_format
 from visiontune.trained import TrainedModel
 
-CARD_VERSION = 2  # 2: "loaded_by", "precisions" and the pt2 format
+
+
+PIXEL_RANGES = {"uint8": "0-255", "uint16": "0-65535", "float32": "as stored"}
+
+
+def _decoding(card) -> str:
+    """How a file is decoded into the graph's channels, in words."""
+    count = card.decode_channels
+    if card.channel_files:
+        return f"one grey file per channel, CASE_0000 to CASE_{count - 1:04d}, stacked in that order"
+    if card.pixel_type == "uint8" and count in (1, 3):
+        return "grey (8-bit)" if count == 1 else "RGB (alpha dropped, palette as colour)"
+    return (f"{count} channel{'s' if count > 1 else ''} as stored ({card.pixel_type}; a TIFF's pages or samples, alpha "
+            "dropped)")
 
 
 def model_card(model: TrainedModel, fmt: ExportFormat) -> dict[str, Any]:
@@ -35,7 +49,7 @@ def model_card(model: TrainedModel, fmt: ExportFormat) -> dict[str, Any]:
     height, width = card.image_size
     bf16 = [index for index, precision in enumerate(model.precisions) if precision == "bf16"]
     return {
-        "visiontune_model": CARD_VERSION,
+        "visiontune_model": record.MODEL_CARD_VERSION,
         "format": fmt.name,
         "file": fmt.file,
         "loaded_by": fmt.loaded_by,
@@ -43,12 +57,16 @@ def model_card(model: TrainedModel, fmt: ExportFormat) -> dict[str, Any]:
         "kind": card.kind,
         "classes": card.classes,
         "input": {"name": "images", "layout": "NCHW", "dtype": "float32", "channels": card.channels,
-                  "height": height, "width": width},
+                  "height": height, "width": width,
+                  "values": f"pixel values as decoded ({card.pixel_type}: {PIXEL_RANGES[card.pixel_type]}), "
+                            "normalised inside the graph"},
         "output": {"name": "probabilities", "shape": model.kind.output_shape,
                    "meaning": "class probabilities, averaged over the test-time augmentation views and members"},
-        "preprocessing": {"decode": "grey (8-bit)" if card.channels == 1 else "RGB (alpha dropped, palette as colour)",
-                          "keep_channels": card.keep_channels, "resize": "bilinear, to height x width",
-                          "scale": "pixel / 255", "normalise": None,
+        "preprocessing": {"decode": _decoding(card), "keep_channels": card.keep_channels,
+                          "resize": "bilinear, to height x width (Pillow; 16-bit and float planes as float)",
+                          "dtype": card.pixel_type,
+                          "normalise": {**card.normalisation, "in_graph": True,
+                                        "words": normalisation.describe(card.normalisation)},
                           "masks": "arg-max over classes, resized back to the image's size by nearest neighbour"},
         "members": model.members,
         "configs": [config.to_dict(compact=True) for config in model.configs],

@@ -57,23 +57,27 @@ def loss_input(outputs: list[torch.Tensor], probabilities: torch.Tensor) -> torc
 
 class Ensemble(nn.Module):
     """Mean class probabilities of member models, each over its own test-time augmentation views:
-    what the model layer runs and ``export`` writes as one graph. Input: float images on [0, 1]
-    at the training size; output: probabilities ``(N, K)`` or ``(N, K, H, W)``.
+    what the model layer runs and ``export`` writes as one graph. Input: pixel values as float
+    ``(N, C, H, W)`` at the training size (0-255 for 8-bit images), normalised first by the data
+    set's ``normalise`` (``data.normalisation``); output: probabilities ``(N, K)`` or
+    ``(N, K, H, W)``.
 
     ``bf16`` (per member): run it under bf16 autocast, as it trained; an exported graph runs in
     fp32. ``channels_last``: give convolutional members each view channels-last.
     """
 
     def __init__(self, members: list[nn.Module], tta_modes: list[str], bf16: list[bool] | None = None,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, normalise: nn.Module | None = None) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
         self.tta_modes = list(tta_modes)
         self.bf16 = list(bf16) if bf16 is not None else [False] * len(members)
         self.channels_last = channels_last
+        self.normalise = normalise if normalise is not None else nn.Identity()
 
     def outputs(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Every member's outputs on every view, in the images' orientation."""
+        """Every member's outputs on every view of pixel values ``images``, in their orientation."""
+        images = self.normalise(images)
         return [output for member, mode, bf16 in zip(self.members, self.tta_modes, self.bf16)
                 for output in view_outputs(member, images, mode, bf16, self.channels_last)]
 

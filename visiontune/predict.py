@@ -38,13 +38,13 @@ class InputFile:
     """One image to predict: where it is, how the tables name it, and its label where known."""
 
     source: FileSource
-    path: str  # inside the source
+    path: image_files.ImageRef  # inside the source: a file, or one file per channel
     relative: str  # inside the input it was found under (its mask's file name comes from it)
     label: Any = None  # a labelled layout's target (class index or mask file), else None
 
     @property
     def name(self) -> str:
-        return self.source.describe(self.path)
+        return image_files.describe_ref(self.source, self.path)
 
 
 def table_file(model: TrainedModel) -> str:
@@ -53,9 +53,11 @@ def table_file(model: TrainedModel) -> str:
 
 
 # -------------------------------------------------------------------------------------- inputs
-def collect_inputs(paths: Iterable[str | os.PathLike]) -> tuple[list[InputFile], dict[str, int]]:
+def collect_inputs(paths: Iterable[str | os.PathLike], channel_files: int = 0
+                   ) -> tuple[list[InputFile], dict[str, int]]:
     """Every image under the given files, folders (recursively) and zips, in order; skipped files
-    counted by reason."""
+    counted by reason. ``channel_files``: an image is that many files, one per channel, named
+    nnU-Net's way (CASE_0000.png, CASE_0001.png, ...), grouped by case."""
     found: list[InputFile] = []
     skipped: dict[str, int] = {}
     for given in paths:
@@ -73,7 +75,31 @@ def collect_inputs(paths: Iterable[str | os.PathLike]) -> tuple[list[InputFile],
                 skipped[reason] = skipped.get(reason, 0) + 1
             else:
                 found.append(InputFile(source, inside, relative))
-    return found, skipped
+    return (_cases(found, channel_files) if channel_files else found), skipped
+
+
+def _cases(files: list[InputFile], channels: int) -> list[InputFile]:
+    """Files named CASE_0000.png, CASE_0001.png, ... grouped into one input per case, its channel
+    files in order; a case missing one of its ``channels`` files is a one-line error."""
+    cases: dict[tuple[int, str, str], dict[int, InputFile]] = {}
+    for file in files:
+        stem, ending = os.path.splitext(file.path)
+        case, _, number = stem.rpartition("_")
+        if not (case and len(number) == 4 and number.isdigit()):
+            raise DataError(f"{file.name}: the model reads one file per channel, named CASE_0000{ending} to "
+                            f"CASE_{channels - 1:04d}{ending}; this name has no channel number")
+        cases.setdefault((id(file.source), case, ending), {})[int(number)] = file
+    grouped = []
+    for (_, case, ending), found in cases.items():
+        first = found[min(found)]
+        if sorted(found) != list(range(channels)):
+            missing = sorted(set(range(channels)) - set(found)) or sorted(set(found) - set(range(channels)))
+            raise DataError(f"{first.name}: case {os.path.basename(case)} has channel files "
+                            f"{', '.join(f'_{n:04d}' for n in sorted(found))}; the model reads {channels} "
+                            f"(_0000 to _{channels - 1:04d}; {', '.join(f'_{n:04d}' for n in missing)} differ)")
+        relative = first.relative[: -len(f"_0000{ending}")] + ending
+        grouped.append(InputFile(first.source, tuple(found[n].path for n in range(channels)), relative))
+    return grouped
 
 
 def _mask_name(relative: str) -> str:
@@ -101,8 +127,13 @@ def _layout_files(layout) -> list[InputFile]:
     """Every image of a labelled layout, with its label."""
     from visiontune.data.folders import IMAGES_DIR
 
-    def inside(relative: str) -> str:  # "test/images/a.png" -> "test/a.png": the masks go in masks/ anyway
+    def inside(image: image_files.ImageRef) -> str:  # "test/images/a.png" -> "test/a.png": masks go in masks/
+        relative = image if isinstance(image, str) else item_name(image)
         return "/".join(part for part in relative.split("/") if part != IMAGES_DIR)
+
+    def item_name(channel_files: tuple[str, ...]) -> str:  # "imagesTs/c_0000.png", ... -> "imagesTs/c.png"
+        stem, ending = os.path.splitext(channel_files[0])
+        return stem.rpartition("_")[0] + ending
 
     return [InputFile(layout.source, item.image, inside(item.image), item.target) for item in layout.items]
 
@@ -138,7 +169,7 @@ def _decode_work(model: TrainedModel, files: list[InputFile]) -> Iterator[Callab
     its chunk where it is called."""
     from visiontune.data.decode import CHUNK, Decoder
 
-    channels, size = (1 if model.card.channels == 1 else 3), tuple(model.card.image_size)
+    channels, size, pixel_type = model.card.decode_channels, tuple(model.card.image_size), model.card.pixel_type
     keep = model.card.keep_channels
 
     def model_inputs(indices: list[int], decoded) -> Decoded:
@@ -148,7 +179,8 @@ def _decode_work(model: TrainedModel, files: list[InputFile]) -> Iterator[Callab
 
     with Decoder(None, len(files)) as decoder:
         chunks = list(_chunks(files, CHUNK if decoder.pool is not None else SMALL_CHUNK))
-        arguments = [(files[chunk[0]].source, [files[i].path for i in chunk], channels, size) for chunk in chunks]
+        arguments = [(files[chunk[0]].source, [files[i].path for i in chunk], channels, size, pixel_type)
+                     for chunk in chunks]
         if decoder.pool is not None:  # map submits every chunk at once: the pool runs ahead of the model
             results = decoder.pool.map(image_files.model_inputs_chunk, *zip(*arguments)) if chunks else []
             for chunk, decoded in zip(chunks, results):
@@ -182,11 +214,11 @@ def prediction_lines(out: Path, model: TrainedModel, limit: int = 10) -> list[st
     return lines
 
 
-def _overlay(data: bytes, where: str, mask: np.ndarray) -> bytes:
+def _overlay(file: InputFile, mask: np.ndarray) -> bytes:
     """The image in grey with each foreground class painted over it in its colour (half opaque)."""
     from PIL import Image
 
-    grey = image_files.decode_image(data, where, 1, None)[0].astype(np.float32)
+    grey = image_files.display_grey(file.source, file.path).astype(np.float32)
     picture = np.repeat(grey[..., None], 3, axis=2)
     for index in range(1, int(mask.max(initial=0)) + 1):
         inside = mask == index
@@ -228,8 +260,7 @@ class _Writer:
                 file = self.files[index]
                 (self.out / self.mask_file(index)).write_bytes(image_files.encode_png_array(result["mask"]))
                 if self.overlay:
-                    (self.out / OVERLAYS_DIR / _mask_name(file.relative)).write_bytes(
-                        _overlay(file.source.read(file.path), file.name, result["mask"]))
+                    (self.out / OVERLAYS_DIR / _mask_name(file.relative)).write_bytes(_overlay(file, result["mask"]))
         return done, failed
 
 
@@ -243,7 +274,7 @@ def predict_files(model: TrainedModel, inputs: list[str], out: Path, batch_size:
     if layout is not None:
         files, skipped = _layout_files(layout), dict(layout.skipped)
     else:
-        files, skipped = collect_inputs(inputs)
+        files, skipped = collect_inputs(inputs, model.card.decode_channels if model.card.channel_files else 0)
     if not files:
         raise DataError(f"no image files in {', '.join(map(str, inputs))}")
     out.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,8 @@ BEST_CHECKPOINT = "best.pt"
 # RESULT_FILE (above) holds its test metrics.
 # A folder `visiontune export` writes: the graph (model_formats.FORMATS names its file) and
 MODEL_CARD = "model.json"  # the model card: what the graph takes and gives, how it was chosen
+MODEL_CARD_VERSION = 3  # 2: "loaded_by", "precisions", pt2; 3: the graph takes pixel values and normalises them
+PIXEL_VALUE_INPUT = 3  # the model card version from which an exported graph takes pixel values, not pixel / 255
 
 # ------------------------------------------------------------------- per-epoch report keys
 # Every report of a trial carries the train and validation metrics (metrics.py names them) and:

@@ -31,14 +31,18 @@ from torch import nn
 from visiontune import image_files, inference, record, runfolder, runs
 from visiontune.config import TrainConfig, config_from_dict
 from visiontune.data.card import DatasetCard
+from visiontune.data.normalisation import Normalise, pixel_values
 from visiontune.data.splits import ImageSet
 from visiontune.engine import resolve_device
 from visiontune.errors import VisiontuneError
+from visiontune.file_sources import FolderSource
 from visiontune.model_formats import FORMATS
 from visiontune.models import build_model
 from visiontune.models.layers import fold_batchnorm
 
-ImageInput = np.ndarray | str | os.PathLike | bytes  # what predict takes: a uint8 array, a file's path or its bytes
+# What predict takes: an array (H, W) or (H, W, C), a file's path, its bytes, or (one file per
+# channel, where the card says so) a tuple of paths
+ImageInput = np.ndarray | str | os.PathLike | bytes | tuple
 
 
 @dataclass
@@ -86,7 +90,8 @@ class TrainedModel:
             bf16.append(bool(member_bf16))
         target = resolve_device(device)
         convolutional = any(isinstance(module, nn.Conv2d) for model in models for module in model.modules())
-        network = inference.Ensemble(models, [c.tta for c in configs], bf16, convolutional).eval()
+        network = inference.Ensemble(models, [c.tta for c in configs], bf16, convolutional,
+                                     Normalise.from_card(card)).eval()
         network.to(target)
         if convolutional:  # channels-last, as the Trainer runs: oneDNN and cuDNN run convolutions faster so
             network.to(memory_format=torch.channels_last)
@@ -133,7 +138,13 @@ class TrainedModel:
         if fmt not in FORMATS or not path.is_file():
             raise VisiontuneError(f"{folder}: the model card names format {fmt!r}, but {path.name} is not there")
         target = resolve_device(device)
-        return cls(card, configs, FORMATS[fmt].load(path, target), target, str(folder), card_data.get("figures"),
+        graph = FORMATS[fmt].load(path, target)
+        if int(card_data.get("visiontune_model", 0)) < record.PIXEL_VALUE_INPUT:  # such a graph takes pixel / 255
+            scaled = graph
+
+            def graph(images: torch.Tensor) -> torch.Tensor:
+                return scaled(images / 255.0)
+        return cls(card, configs, graph, target, str(folder), card_data.get("figures"),
                    precisions=["fp32"] * len(configs))
 
     # ------------------------------------------------------------------------------ inference
@@ -148,7 +159,8 @@ class TrainedModel:
         return len(self.configs)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Class probabilities of float images on [0, 1] on the model's device."""
+        """Class probabilities of pixel values (float, as stored: 0-255 for 8-bit images) on the
+        model's device; the data set's normalisation is the model's first step."""
         return self._forward(images)
 
     def outputs(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -159,13 +171,14 @@ class TrainedModel:
         return [self._forward(images).float().clamp_min(torch.finfo(torch.float32).tiny).log()]
 
     def _on_device(self, batch: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """A uint8 batch ``(N, C, H, W)`` as float images on [0, 1] on the model's device."""
+        """A stored batch ``(N, C, H, W)`` as float pixel values on the model's device."""
         tensor = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
-        return tensor.to(self.device).float().div_(255.0)
+        return pixel_values(tensor.to(self.device))
 
     @torch.inference_mode()
     def probabilities(self, batch: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Class probabilities of a uint8 batch ``(N, C, H, W)`` (per pixel for segmentation), on the CPU."""
+        """Class probabilities of a batch ``(N, C, H, W)`` as the card stores images (per pixel for
+        segmentation), on the CPU."""
         return self.forward(self._on_device(batch)).float().cpu()
 
     def _batches(self, data: ImageSet):
@@ -192,21 +205,23 @@ class TrainedModel:
 
     # ------------------------------------------------------------------------------- predict
     def preprocess(self, image: ImageInput, where: str = "image") -> np.ndarray:
-        """One image (a file's path or bytes, or a uint8 array ``(H, W)``/``(H, W, C)``) as the
-        model's uint8 input ``(C, H, W)``, exactly as training read its files (the card)."""
-        decode_channels = 1 if self.card.channels == 1 else 3
-        size = tuple(self.card.image_size)
-        if isinstance(image, np.ndarray):  # through Pillow too, so that conversion and resizing are the loader's
-            from PIL import Image
-
-            array = np.ascontiguousarray(image, dtype=np.uint8)
-            pixels = image_files.image_array(Image.fromarray(
-                array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array), decode_channels, size)
+        """One image (a file's path or bytes, its channel files' paths, or an array ``(H, W)`` /
+        ``(H, W, C)``) as the model's stored input ``(C, H, W)``, exactly as training read its
+        files (the card)."""
+        card = self.card
+        size, channels, pixel_type = tuple(card.image_size), card.decode_channels, card.pixel_type
+        if isinstance(image, np.ndarray):  # through the loader's conversions and resizing, as files are
+            pixels = image_files.array_image(image, channels, size, pixel_type, where)
+        elif isinstance(image, tuple):  # one file per channel, in order
+            paths = [os.path.abspath(part) for part in image]
+            root = os.path.commonpath([os.path.dirname(path) for path in paths])
+            pixels = image_files.decode_ref(FolderSource(root), tuple(os.path.relpath(p, root) for p in paths),
+                                            channels, size, pixel_type)
         else:
             data = image if isinstance(image, bytes) else Path(image).read_bytes()
-            pixels = image_files.decode_image(data, where if isinstance(image, bytes) else str(image), decode_channels,
-                                              size)
-        return pixels[self.card.keep_channels] if self.card.keep_channels else pixels
+            pixels = image_files.decode_image(data, where if isinstance(image, bytes) else str(image), channels, size,
+                                              pixel_type)
+        return pixels[card.keep_channels] if card.keep_channels else pixels
 
     def results(self, probabilities: torch.Tensor, sizes: list[tuple[int, int] | None]) -> list[dict[str, Any]]:
         """Per image: the class and probabilities, or the mask (resized back to ``sizes``) and areas."""
@@ -219,10 +234,11 @@ class TrainedModel:
         for start in range(0, len(images), batch_size):
             # Each file read once: its bytes serve both its header (own size) and its pixels.
             given = images[start:start + batch_size]
-            chunk = [image if isinstance(image, (np.ndarray, bytes)) else Path(image).read_bytes() for image in given]
-            sizes = [_size_of(image) for image in chunk]
-            batch = np.stack([self.preprocess(image, "image" if isinstance(name, (np.ndarray, bytes)) else str(name))
-                              for image, name in zip(chunk, given)])
+            chunk = [image if isinstance(image, (np.ndarray, bytes, tuple)) else Path(image).read_bytes()
+                     for image in given]
+            names = ["image" if isinstance(name, (np.ndarray, bytes)) else str(name) for name in given]
+            sizes = [_size_of(image, name) for image, name in zip(chunk, names)]
+            batch = np.stack([self.preprocess(image, name) for image, name in zip(chunk, names)])
             out.extend(self.results(self.probabilities(batch), sizes))
         return out
 
@@ -233,14 +249,16 @@ class TrainedModel:
             raise VisiontuneError(f"{self.source}: an exported model cannot be exported again; export its run")
         members = [copy.deepcopy(member).to("cpu").to(memory_format=torch.contiguous_format)
                    for member in self.network.members]
-        return inference.Ensemble(members, self.network.tta_modes).eval()
+        return inference.Ensemble(members, self.network.tta_modes, normalise=Normalise.from_card(self.card)).eval()
 
 
-def _size_of(image: np.ndarray | bytes) -> tuple[int, int]:
+def _size_of(image: np.ndarray | bytes | tuple, where: str) -> tuple[int, int]:
     """An image's own (height, width), to give its mask back at that size."""
     if isinstance(image, np.ndarray):
         return int(image.shape[0]), int(image.shape[1])
-    height, width, _ = image_files.image_header(image, "image")
+    if isinstance(image, tuple):
+        image, where = Path(image[0]).read_bytes(), str(image[0])
+    height, width, _, _ = image_files.image_header(image, where)
     return height, width
 
 

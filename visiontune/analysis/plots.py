@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from visiontune.colours import PALETTE, class_colour, colour
-from visiontune.image_files import IGNORE_LABEL
+from visiontune.image_files import IGNORE_LABEL, stretched
 
 from visiontune.runfolder import SearchRun
 from visiontune.record import DIVERGED, EPOCH, EPOCH_TIME, ITERATION_TIME, TIMESTAMP, TrialRecord, is_missing, metric_mode
@@ -212,8 +212,12 @@ def confusion_matrix(predicted: np.ndarray, target: np.ndarray, class_names: lis
 
 
 def picture(image: np.ndarray) -> np.ndarray:
-    """A ``(C, H, W)`` uint8 image as something ``imshow`` shows as it looks: grey as is, RGB as
-    RGB, WARWICK's two stain channels as red and green, like the data set's own PNGs."""
+    """A ``(C, H, W)`` image as something ``imshow`` shows as it looks: 8-bit grey as is, RGB as
+    RGB, WARWICK's two stain channels as red and green, like the data set's own PNGs; deeper
+    images each channel stretched from its 1st to 99th percentile, more than three channels as
+    their first three."""
+    if image.dtype != np.uint8:
+        image = np.stack([stretched(plane) for plane in image[:3]])
     if image.shape[0] == 1:
         return image[0]
     if image.shape[0] == 2:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from visiontune.data import normalisation as normalising
 from visiontune.kinds import Kind, get_kind
 
 
@@ -29,7 +30,7 @@ class DatasetCard:
     classes: list[str]  # names in index order; for segmentation index 0 is the background
     channels: int
     image_size: list[int]  # [height, width] of every image as trained on
-    mean: list[float]  # per channel, of the training images scaled to [0, 1]
+    mean: list[float]  # per channel, of the training images: 8-bit scaled to [0, 1], deeper as stored
     std: list[float]
     split: dict[str, Any]  # {"sizes": {...}, "seed": S, "how": "..."}
     augmentations: list[str]  # the augmentations this data set permits
@@ -40,13 +41,26 @@ class DatasetCard:
     choices: list[str] = field(default_factory=list)  # every decision made while reading, in words
     fingerprint: str = ""  # hash of the arrays and labels
     description: str = ""  # one line: what the data set is
-    # How an image file becomes the model's input: decoded to grey (channels 1) or RGB, these of
-    # its RGB channels kept (None: all), resized (bilinear) to image_size, scaled to [0, 1].
+    # How an image file becomes the model's input: decoded to ``decoded_channels`` (None, as cards
+    # before it: grey for channels 1, else RGB), from one file per channel where
+    # ``channel_files`` (CASE_0000, CASE_0001, ...), these channels kept in order (None: all),
+    # stored as ``pixel_type``, resized (bilinear) to image_size, normalised by ``normalisation``.
     keep_channels: list[int] | None = None
+    decoded_channels: int | None = None
+    channel_files: bool = False
+    pixel_type: str = "uint8"
+    normalisation: dict[str, Any] = field(default_factory=lambda: dict(normalising.DEFAULT))
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def decode_channels(self) -> int:
+        """How many channels an image file is decoded to, before ``keep_channels``."""
+        if self.decoded_channels is not None:
+            return self.decoded_channels
+        return 1 if self.channels == 1 else 3
 
     @property
     def kind_spec(self) -> Kind:
@@ -127,9 +141,15 @@ def size_summary(sizes) -> dict[str, list[int]]:
 def build_card(*, name: str, kind: str, classes: list[str], train, val, test, seed: int, how: str, source: str,
                augmentations: list[str] | None = None, original_sizes=None,
                skipped: dict[str, int] | None = None, choices: list[str] | None = None,
-               description: str = "", keep_channels: list[int] | None = None) -> DatasetCard:
-    """The card of a data set split into ``train``, ``val`` and ``test`` (``ImageSet``\\ s)."""
-    mean, std = channel_statistics(train)
+               description: str = "", keep_channels: list[int] | None = None, decoded_channels: int | None = None,
+               channel_files: bool = False, normalise: str | None = None,
+               where: str = "dataset.yaml") -> DatasetCard:
+    """The card of a data set split into ``train``, ``val`` and ``test`` (``ImageSet``\\ s), its
+    normalisation fitted on ``train`` (``normalise``: the method asked, None: its pixel type's)."""
+    pixel_type = train.stored_images.dtype.name
+    normalisation, mean, std = normalising.fit(train, normalise, where)
+    if pixel_type == "uint8":  # the card's figures of 8-bit images, on [0, 1] as they always were
+        mean, std = channel_statistics(train)
     splits = {"train": train, "val": val, "test": test}
     channels, height, width = train.image_shape
     return DatasetCard(
@@ -137,6 +157,8 @@ def build_card(*, name: str, kind: str, classes: list[str], train, val, test, se
         split={"sizes": {key: len(part) for key, part in splits.items()}, "seed": seed, "how": how},
         augmentations=list(augmentations if augmentations is not None else get_kind(kind).augmentations),
         source=source, description=description, keep_channels=list(keep_channels) if keep_channels else None,
+        decoded_channels=decoded_channels, channel_files=channel_files, pixel_type=pixel_type,
+        normalisation=normalisation,
         counts={key: class_counts(part, kind, classes) for key, part in splits.items()},
         original_sizes=size_summary(original_sizes if original_sizes is not None else [(height, width)]),
         skipped=dict(skipped or {}), choices=list(choices or []),
@@ -162,8 +184,11 @@ def summary_lines(card: DatasetCard) -> list[str]:
         sizes = card.original_sizes
         lines.append("  sizes: " + ", ".join(f"{key} {sizes[key][0]}x{sizes[key][1]}" for key in ("min", "median", "max"))
                      + " (as read)")
-    lines.append("  mean " + ", ".join(f"{v:.3f}" for v in card.mean) + "; std " + ", ".join(f"{v:.3f}" for v in card.std)
-                 + " (per channel, of the training images on [0, 1]; recorded for predict and export)")
+    units, shown = ("on [0, 1]", ".3f") if card.pixel_type == "uint8" else (f"as stored ({card.pixel_type})", ".4g")
+    lines.append("  mean " + ", ".join(f"{v:{shown}}" for v in card.mean) + "; std "
+                 + ", ".join(f"{v:{shown}}" for v in card.std)
+                 + f" (per channel, of the training images {units})")
+    lines.append(f"  normalisation: {normalising.describe(card.normalisation)} (in training, predict and export)")
     if card.skipped:
         lines.append("  skipped: " + ", ".join(f"{n} {why}" for why, n in card.skipped.items()))
     lines.append("  augmentations permitted: " + (", ".join(card.augmentations) or "none"))

@@ -100,7 +100,7 @@ class Decoder:
         """Images into ``out`` and their headers in one pass (``image_files.uniform_images_chunk``);
         None where a file has another size (or is colour where all were taken for grey).
         ``keep``: the decoded channels kept, in order (``out`` has that many)."""
-        headers = np.zeros((len(names), 3), dtype=np.int64)
+        headers = np.zeros((len(names), 4), dtype=np.int64)
         bar = ProgressBar(len(names), "decoding images")
         starts = range(0, len(names), CHUNK)
         arguments = [(self.source, list(names[start:start + CHUNK]), channels, size, grey_only) for start in starts]

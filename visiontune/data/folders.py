@@ -38,6 +38,7 @@ from visiontune.data.label_tables import TABLE_FILES, find_table, read_table
 from visiontune.data.spec import SPEC_FILE, DatasetSpec, parse_spec
 from visiontune.errors import DataError
 from visiontune.file_sources import FileSource, FolderSource, ZipSource
+from visiontune import image_files
 from visiontune.image_files import IGNORE_LABEL, IMAGE_SUFFIXES, MASK_SUFFIXES, skip_reason
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -68,7 +69,10 @@ class Layout:
     description: str  # the layout in words, e.g. "class folders with train/ and test/"
     skipped: Counter = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)  # findings worth saying (a class absent from test)
-    ignore: bool = False  # masks hold image_files.IGNORE_LABEL where a pixel is left out (VOC's boundaries)
+    # The mask value of pixels left out (VOC's boundaries 255, nnU-Net's ignore label): stored as
+    # image_files.IGNORE_LABEL. None: every value is a class.
+    ignore: int | None = None
+    channel_files: bool = False  # an image is one file per channel (nnU-Net's CASE_0000, CASE_0001, ...)
 
     @property
     def given_splits(self) -> list[str]:
@@ -248,12 +252,16 @@ def _refuse_other_layouts(source: FileSource, root: str) -> None:
 
 def _nnunet_layout(source: FileSource, root: str, name: str, spec: DatasetSpec) -> Layout:
     """An nnU-Net v2 folder (``data.nnunet``); ``dataset.yaml`` may add what dataset.json does not say."""
-    found, classes, rows, description = read_nnunet(source, root)
+    found, classes, rows, description, ignore = read_nnunet(source, root)
+    # channel_names fixes the count; a dataset.yaml may still keep some of them (channels: [0, 2]).
     spec = dataclasses.replace(spec, name=spec.name or found.name, kind="segmentation", classes=classes,
-                               channels=found.channels)
+                               channels=spec.channels or found.channels)
     items = sorted((Item(image, mask, split) for image, mask, split in rows),
-                   key=lambda item: (SPLIT_NAMES.index(item.split), item.image))
-    return Layout(source, root, spec.name or name, "segmentation", classes, items, spec, description)
+                   key=lambda item: (SPLIT_NAMES.index(item.split), image_files.ref_files(item.image)[0]))
+    notes = ([f"label value {ignore} (ignore in dataset.json) is left out of the loss, the metrics and the class "
+              "count"] if ignore is not None else [])
+    return Layout(source, root, spec.name or name, "segmentation", classes, items, spec, description, notes=notes,
+                  ignore=ignore, channel_files=any(isinstance(item.image, tuple) for item in items))
 
 
 def _voc_layout(source: FileSource, root: str, name: str, spec: DatasetSpec) -> Layout:
@@ -265,7 +273,7 @@ def _voc_layout(source: FileSource, root: str, name: str, spec: DatasetSpec) -> 
     notes = [f"mask value {IGNORE_LABEL} (the objects' boundaries) is the ignore label: left out of the loss, the "
              "metrics and the class count"]
     return Layout(source, root, spec.name or name, "segmentation", classes, items, spec, description, notes=notes,
-                  ignore=True)
+                  ignore=IGNORE_LABEL)
 
 
 def find_layout(path: str | os.PathLike) -> Layout:

@@ -1,12 +1,13 @@
-"""nnU-Net v2's raw layout, for 2D images whose channels lie in one file per case::
+"""nnU-Net v2's raw layout, for 2D images::
 
     ROOT/dataset.json      channel_names, labels (name -> value, background 0), file_ending
     ROOT/imagesTr/CASE_0000.png    ROOT/labelsTr/CASE.png      training cases
     ROOT/imagesTs/CASE_0000.png    ROOT/labelsTs/CASE.png      test cases (where labelled)
 
-A 2D natural-image data set keeps a case's channels in its one ``_0000`` file (grey: one channel
-name; RGB: three). Cases with further channel files (``_0001``, ...), ``regions`` and the
-``ignore`` label are refused in one line: visiontune does not read them yet.
+A case is one file per channel named in ``channel_names`` (``CASE_0000``, ``CASE_0001``, ...,
+stacked in that order), or, as nnU-Net's natural 2D images, all its channels in its one
+``_0000`` file (an RGB PNG for three channel names). The ``ignore`` label (the highest value) is
+left out of the loss, the metrics and the class count. ``regions`` are refused in one line.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import PurePosixPath
 from visiontune.data.spec import DatasetSpec
 from visiontune.errors import DataError
 from visiontune.file_sources import FileSource
+from visiontune.image_files import MAX_CHANNELS
 
 DATASET_JSON = "dataset.json"
 IMAGES_TRAIN, LABELS_TRAIN, IMAGES_TEST, LABELS_TEST = "imagesTr", "labelsTr", "imagesTs", "labelsTs"
@@ -31,12 +33,13 @@ def is_nnunet(source: FileSource, root: str) -> bool:
     return source.exists(_join(root, DATASET_JSON)) and source.is_dir(_join(root, IMAGES_TRAIN))
 
 
-def _classes(labels, where: str) -> list[str]:
+def _classes(labels, where: str) -> tuple[list[str], int | None]:
+    """(class names in value order, the ignore label's value or None) of ``labels``."""
     if not isinstance(labels, dict) or not labels:
         raise DataError(f"{where}: labels: expected a mapping of class names to values, such as "
                         "{\"background\": 0, \"gland\": 1}")
-    if "ignore" in labels:
-        raise DataError(f"{where}: labels: an 'ignore' label is not read by visiontune yet")
+    labels = dict(labels)
+    ignore = labels.pop("ignore", None)
     if any(isinstance(value, list) for value in labels.values()):
         raise DataError(f"{where}: labels: regions (lists of values) are not supported; give one value per class")
     if not all(isinstance(value, int) and not isinstance(value, bool) for value in labels.values()):
@@ -45,11 +48,36 @@ def _classes(labels, where: str) -> list[str]:
     if sorted(by_value) != list(range(len(by_value))) or len(by_value) < 2:
         raise DataError(f"{where}: labels: values must be 0, 1, ... without gaps (0 the background), "
                         f"not {sorted(by_value)}")
-    return [by_value[value] for value in range(len(by_value))]
+    if ignore is not None and (not isinstance(ignore, int) or isinstance(ignore, bool) or ignore != len(by_value)):
+        raise DataError(f"{where}: labels: ignore must be the highest value, {len(by_value)} here (as nnU-Net "
+                        f"requires), not {ignore!r}")
+    return [by_value[value] for value in range(len(by_value))], ignore
 
 
-def read_nnunet(source: FileSource, root: str) -> tuple[DatasetSpec, list[str], list[tuple[str, str, str]], str]:
-    """(settings, classes, (image, mask, split) rows, description) of an nnU-Net v2 folder."""
+def _case_image(source: FileSource, root: str, images: str, case: str, ending: str, channels: list[str],
+                label_file: str) -> str | tuple[str, ...]:
+    """A case's image: its one file, or its channel files in order (each of ``channels`` named)."""
+    first = _join(root, images, f"{case}_0000{ending}")
+    if not source.exists(first):
+        raise DataError(f"{source.describe(label_file)}: no image {case}_0000{ending} in {images}/")
+    extra = _join(root, images, f"{case}_{len(channels):04d}{ending}")
+    if source.exists(extra):
+        raise DataError(f"{source.describe(extra)}: a channel file beyond the {len(channels)} channel_names of "
+                        f"{DATASET_JSON}")
+    if len(channels) == 1 or not source.exists(_join(root, images, f"{case}_0001{ending}")):
+        return first  # every channel in one file (checked against channel_names when decoded)
+    files = [_join(root, images, f"{case}_{index:04d}{ending}") for index in range(len(channels))]
+    for index, file in enumerate(files):
+        if not source.exists(file):
+            raise DataError(f"{source.describe(_join(root, images))}: no {case}_{index:04d}{ending} for channel "
+                            f"{index} ({channels[index]}) of case {case}")
+    return tuple(files)
+
+
+def read_nnunet(source: FileSource, root: str
+                ) -> tuple[DatasetSpec, list[str], list[tuple[str | tuple[str, ...], str, str]], str, int | None]:
+    """(settings, classes, (image, mask, split) rows, description, the ignore label's value) of an
+    nnU-Net v2 folder; an image is a file or a tuple of channel files."""
     where = source.describe(_join(root, DATASET_JSON))
     try:
         meta = json.loads(source.read_bytes(_join(root, DATASET_JSON)))
@@ -60,11 +88,16 @@ def read_nnunet(source: FileSource, root: str) -> tuple[DatasetSpec, list[str], 
     for key in ("channel_names", "labels"):
         if key not in meta:
             raise DataError(f"{where}: no '{key}' (nnU-Net v2's dataset.json names the channels and the labels)")
-    classes = _classes(meta["labels"], where)
-    channels = meta["channel_names"]
-    if not isinstance(channels, dict) or len(channels) not in (1, 3):
-        raise DataError(f"{where}: channel_names: {len(channels) if isinstance(channels, dict) else channels} "
-                        "channels; visiontune reads 1 (grey) or 3 (RGB in one file) for now")
+    if "regions_class_order" in meta:
+        raise DataError(f"{where}: regions_class_order: region-based training (overlapping labels) is not supported; "
+                        "give one value per class")
+    classes, ignore = _classes(meta["labels"], where)
+    channel_names = meta["channel_names"]
+    if (not isinstance(channel_names, dict) or not 1 <= len(channel_names) <= MAX_CHANNELS
+            or sorted(str(key) for key in channel_names) != sorted(str(i) for i in range(len(channel_names)))):
+        raise DataError(f"{where}: channel_names: expected a mapping of \"0\", \"1\", ... to channel names, 1 to "
+                        f"{MAX_CHANNELS} of them, not {channel_names!r}")
+    channels = [str(channel_names[key]) for key in sorted(channel_names, key=int)]
     ending = str(meta.get("file_ending", ".png"))
     rows = []
     for images, labels, split in ((IMAGES_TRAIN, LABELS_TRAIN, "train"), (IMAGES_TEST, LABELS_TEST, "test")):
@@ -76,17 +109,17 @@ def read_nnunet(source: FileSource, root: str) -> tuple[DatasetSpec, list[str], 
         for name, is_dir in sorted(source.entries(_join(root, labels))):
             if is_dir or not name.endswith(ending) or name.startswith("."):
                 continue
-            case = name[: -len(ending)]
-            image = _join(root, images, f"{case}_0000{ending}")
-            if not source.exists(image):
-                raise DataError(f"{source.describe(_join(root, labels, name))}: no image {case}_0000{ending} in "
-                                f"{images}/")
-            if source.exists(_join(root, images, f"{case}_0001{ending}")):
-                raise DataError(f"{source.describe(image)}: the case has one file per channel (_0001, ...), which "
-                                "visiontune does not read yet")
-            rows.append((image, _join(root, labels, name), split))
+            label_file = _join(root, labels, name)
+            image = _case_image(source, root, images, name[: -len(ending)], ending, channels, label_file)
+            rows.append((image, label_file, split))
     if not any(split == "train" for _, _, split in rows):
         raise DataError(f"{source.describe(_join(root, LABELS_TRAIN))}: no label files ending in {ending}")
+    per_channel = [isinstance(image, tuple) for image, _, _ in rows]
+    if any(per_channel) and not all(per_channel):
+        single = next(image for image, _, _ in rows if isinstance(image, str))
+        raise DataError(f"{source.describe(single)}: this case has one image file, others one file per channel; "
+                        "every case must be laid out alike")
     spec = DatasetSpec(name=meta.get("name") if isinstance(meta.get("name"), str) else None, kind="segmentation",
                        classes=classes, channels=len(channels))
-    return spec, classes, rows, f"nnU-Net v2 ({DATASET_JSON}, {IMAGES_TRAIN}/, {LABELS_TRAIN}/)"
+    how = "one file per channel" if all(per_channel) else "channels in one file"
+    return spec, classes, rows, f"nnU-Net v2 ({DATASET_JSON}, {IMAGES_TRAIN}/, {LABELS_TRAIN}/; {how})", ignore

@@ -6,7 +6,10 @@ Optional, at the data set's root, read with YAML's safe loader::
     kind: segmentation                # classification or segmentation; default: from the layout
     classes: [background, gland]      # names in index order (segmentation: index 0 is background)
     image_size: [128, 128]            # resize every image to this [height, width] (or one number)
-    channels: 3                       # convert every image to 1 (grey) or 3 (RGB) channels
+    channels: 3                       # 1 (grey) or 3 (RGB): convert every image; another count: every
+                                      # image has it; a list such as [2, 0]: keep these channels, in order
+    normalise: zscore                 # scale (pixel / 255, 8-bit's default) or zscore (per channel: clip to
+                                      # the 0.5th-99.5th percentile, subtract the mean, divide by the std)
     val_fraction: 0.1                 # of the training images, where no val/ split is given
     test_fraction: 0.2                # of all images, where no test/ split is given
     augmentations: [flip, rot90, rotate]   # which augmentations make sense for these images
@@ -26,6 +29,8 @@ from visiontune.errors import DataError
 
 SPEC_FILE = "dataset.yaml"
 KINDS = ("classification", "segmentation")
+NORMALISATIONS = ("scale", "zscore")
+MAX_CHANNELS = 16  # image_files.MAX_CHANNELS (not imported: this module is read before any decoding)
 DERIVED = ("keep_channels",)  # set from another key (channels), not a key of its own
 
 
@@ -37,8 +42,9 @@ class DatasetSpec:
     kind: str | None = None
     classes: list[str] | None = None
     image_size: list[int] | None = None  # [height, width]
-    channels: int | None = None  # 1 (grey) or 3 (RGB) to decode to
-    keep_channels: list[int] | None = None  # of the RGB channels, the ones kept (channels: [0, 1])
+    channels: int | None = None  # 1 (grey) or 3 (RGB) to convert to; another count: what every image has
+    keep_channels: list[int] | None = None  # of the decoded channels, the ones kept, in order (channels: [0, 1])
+    normalise: str | None = None  # NORMALISATIONS; None: scale for 8-bit images, zscore beyond
     val_fraction: float | None = None
     test_fraction: float | None = None
     augmentations: list[str] | None = None
@@ -92,17 +98,22 @@ def parse_spec(data: Any, where: str) -> DatasetSpec:
         spec.image_size = parse_image_size(data["image_size"], f"{where}: image_size")
     if data.get("channels") is not None:
         value = data["channels"]
-        if isinstance(value, list):  # some of the RGB channels, e.g. the two stains of an unmixed H&E image
-            if (not value or len(set(value)) != len(value)
-                    or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2 for v in value)):
-                raise DataError(f"{where}: channels: expected 1, 3 or a list of distinct RGB channel indices "
-                                f"(0, 1, 2) to keep, such as [0, 1], not {value!r}")
-            spec.channels, spec.keep_channels = 3, list(value)
-        elif value not in (1, 3) or isinstance(value, bool):
-            raise DataError(f"{where}: channels: expected 1 (grey), 3 (RGB) or a list of RGB channels to keep such "
-                            f"as [0, 1], not {value!r}")
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        if isinstance(value, list):  # some channels, in order: e.g. the two stains of an unmixed H&E image
+            if (not value or len(set(value)) != len(value) or len(value) > MAX_CHANNELS
+                    or not all(whole(v) and 0 <= v < MAX_CHANNELS for v in value)):
+                raise DataError(f"{where}: channels: expected a list of distinct channel indices (0 to "
+                                f"{MAX_CHANNELS - 1}) to keep, in order, such as [0, 1], not {value!r}")
+            spec.keep_channels = list(value)
+        elif not whole(value) or not 1 <= value <= MAX_CHANNELS:
+            raise DataError(f"{where}: channels: expected 1 (grey), 3 (RGB), another count up to {MAX_CHANNELS}, or "
+                            f"a list of channels to keep such as [0, 1], not {value!r}")
         else:
             spec.channels = int(value)
+    if data.get("normalise") is not None:
+        if data["normalise"] not in NORMALISATIONS:
+            raise DataError(f"{where}: normalise: expected {' or '.join(NORMALISATIONS)}, not {data['normalise']!r}")
+        spec.normalise = data["normalise"]
     for key in ("val_fraction", "test_fraction"):
         value = data.get(key)
         if value is None:

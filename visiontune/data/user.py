@@ -42,28 +42,73 @@ def _choose_size(headers: np.ndarray, requested: list[int] | None, choices: list
     return height, width
 
 
-def _choose_channels(headers: np.ndarray, requested: int | None, choices: list[str]) -> int:
-    grey = int((headers[:, 2] == 1).sum())
-    if requested:
+def _choose_channels(headers: np.ndarray, requested: int | None, choices: list[str], layout: Layout) -> int:
+    """One channel count for every image: as ``dataset.yaml`` asks, or the images' own; grey and
+    RGB images together are read as RGB; other differences are a one-line error naming two
+    files that differ."""
+    counts = headers[:, 2]
+    names = [item.image for item in layout.items]
+
+    def named(count: int) -> str:
+        return image_files.describe_ref(layout.source, names[int(np.flatnonzero(counts == count)[0])])
+
+    if requested in (1, 3):
+        others = sorted(set(counts.tolist()) - {1, 3})
+        if others:
+            raise DataError(f"{named(others[0])}: {others[0]} channels; channels: {requested} in {SPEC_FILE} converts "
+                            "grey and RGB images only (a list such as [0, 1, 2] keeps channels)")
         choices.append(f"every image converted to {'grey (1 channel)' if requested == 1 else 'RGB (3 channels)'} "
                        f"(as {SPEC_FILE} asks)")
         return requested
-    if grey == len(headers):
+    present = sorted(set(counts.tolist()))
+    if requested and present != [requested]:
+        other = next(count for count in present if count != requested)
+        raise DataError(f"{named(other)}: {other} channel{'s' if other > 1 else ''}, but channels: {requested} in "
+                        f"{SPEC_FILE} says every image has {requested}")
+    if present == [1]:
         choices.append("all images are grey: 1 channel")
         return 1
-    if grey:
+    if present == [1, 3]:
+        grey = int((counts == 1).sum())
         choices.append(f"{grey} grey and {len(headers) - grey} colour images: all read as RGB (3 channels, grey "
                        f"replicated; channels: 1 in {SPEC_FILE} reads them as grey)")
-    else:
+        return 3
+    if present == [3]:
         choices.append("colour images: 3 channels (RGB; an alpha channel is dropped)")
-    return 3
+        return 3
+    if len(present) > 1:
+        raise DataError(f"{named(present[0])}: {present[0]} channel{'s' if present[0] > 1 else ''}, but "
+                        f"{named(present[1])} has {present[1]}; the images of a data set must have one channel count")
+    choices.append(f"{present[0]} channels in every image (pages or samples of each file"
+                   f"{', or one file per channel' if not isinstance(names[0], str) else ''})")
+    return present[0]
 
 
-def _check_disk(count: int, channels: int, size: tuple[int, int], masks: bool, where: str) -> None:
+def _choose_pixel_type(headers: np.ndarray, choices: list[str]) -> str:
+    """The smallest type that holds every image (``image_files.PIXEL_TYPES``)."""
+    kinds = sorted(set(headers[:, 3].tolist()))
+    pixel_type = image_files.PIXEL_TYPES[kinds[-1]]
+    words = {"uint8": "8-bit", "uint16": "16-bit", "float32": "floating-point"}
+    if len(kinds) > 1:
+        choices.append(f"{' and '.join(words[image_files.PIXEL_TYPES[k]] for k in kinds)} images: all stored as "
+                       f"{pixel_type}, values as they are")
+    elif pixel_type != "uint8":
+        choices.append(f"{words[pixel_type]} images: stored as {pixel_type}, every bit kept")
+    return pixel_type
+
+
+def _check_keep(keep: list[int] | None, channels: int, where: str) -> None:
+    if keep and max(keep) >= channels:
+        raise DataError(f"{where}: channels: {keep} in {SPEC_FILE} names channel {max(keep)}, but the images have "
+                        f"{channels} (0 to {channels - 1})")
+
+
+def _check_disk(count: int, channels: int, size: tuple[int, int], masks: bool, where: str,
+                pixel_type: str = "uint8") -> None:
     """Refuse, before decoding, a data set whose decoded arrays the cache's disk cannot hold."""
     from visiontune.data.placement import check_disk
 
-    check_disk(count * size[0] * size[1] * (channels + (1 if masks else 0)), where)
+    check_disk(count * size[0] * size[1] * (channels * np.dtype(pixel_type).itemsize + (1 if masks else 0)), where)
 
 
 ORIGINAL_SIZES = "original_sizes"  # the cached array of every image's [height, width] as read
@@ -76,51 +121,57 @@ def _sample(count: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, count - 1, min(count, SAMPLE))})
 
 
-def _read(layout: Layout, requested: list[int] | None, choices: list[str], writer: cache.EntryWriter) -> np.ndarray:
-    """Decide size and channels from the headers, check the disk, decode into ``writer``'s
-    memory-mapped arrays chunk by chunk; returns the headers.
+def _read(layout: Layout, requested: list[int] | None, choices: list[str], writer: cache.EntryWriter
+          ) -> tuple[np.ndarray, int]:
+    """Decide size, channels and pixel type from the headers, check the disk, decode into
+    ``writer``'s memory-mapped arrays chunk by chunk; returns the headers and the channels
+    decoded (before ``channels:`` keeps some).
 
-    Images become (N, C, H, W) uint8; targets class indices (N,) or masks (N, H, W).
+    Images become (N, C, H, W) of the pixel type; targets class indices (N,) or masks (N, H, W).
     """
     items = layout.items
     names = [item.image for item in items]
     segmentation, where = layout.kind == "segmentation", layout.source.describe(layout.root)
     keep = layout.spec.keep_channels
 
-    def images_array(channels: int, size: tuple[int, int]) -> np.ndarray:
-        _check_disk(len(items), len(keep) if keep else channels, size, segmentation, where)
-        return writer.array(cache.IMAGES, (len(items), len(keep) if keep else channels, *size), np.uint8)
+    def images_array(channels: int, size: tuple[int, int], pixel_type: str = "uint8") -> np.ndarray:
+        _check_keep(keep, channels, where)
+        _check_disk(len(items), len(keep) if keep else channels, size, segmentation, where, pixel_type)
+        return writer.array(cache.IMAGES, (len(items), len(keep) if keep else channels, *size), pixel_type)
 
     with Decoder(layout.source, len(items)) as decoder:
         headers = None
         sample = image_files.headers_chunk(layout.source, [names[i] for i in _sample(len(names))])
-        if requested is None and len({(int(h), int(w)) for h, w, _ in sample}) == 1:
-            # The common case, one size for all: every file is read once (two passes otherwise).
+        eight_bit = (bool((sample[:, 3] == 0).all()) and set(sample[:, 2].tolist()) <= {1, 3}
+                     and layout.spec.channels in (None, 1, 3) and all(isinstance(name, str) for name in names))
+        if requested is None and eight_bit and len({(int(h), int(w)) for h, w, _, _ in sample}) == 1:
+            # The common case, 8-bit files of one size: every file is read once (two passes otherwise).
             size = (int(sample[0, 0]), int(sample[0, 1]))
             grey = layout.spec.channels is None and bool((sample[:, 2] == 1).all())
             channels = layout.spec.channels or (1 if grey else 3)
             headers = decoder.run_uniform(names, channels, size, grey, images_array(channels, size), keep)
         if headers is not None:
             _choose_size(headers, requested, choices)  # for the choices it records: one size, kept
-            _choose_channels(headers, layout.spec.channels, choices)
+            channels = _choose_channels(headers, layout.spec.channels, choices, layout)
         else:
-            headers = decoder.run(image_files.headers_chunk, [names], (), np.zeros((len(items), 3), dtype=np.int64),
+            headers = decoder.run(image_files.headers_chunk, [names], (), np.zeros((len(items), 4), dtype=np.int64),
                                   "reading image headers")
             size = _choose_size(headers, requested, choices)
-            channels = _choose_channels(headers, layout.spec.channels, choices)
-            decoder.run(image_files.images_chunk, [names], (channels, size), images_array(channels, size),
-                        "decoding images", keep)
+            channels = _choose_channels(headers, layout.spec.channels, choices, layout)
+            pixel_type = _choose_pixel_type(headers, choices)
+            decoder.run(image_files.images_chunk, [names], (channels, size, pixel_type),
+                        images_array(channels, size, pixel_type), "decoding images", keep)
         if keep:
-            choices.append(f"RGB channel{'s' if len(keep) > 1 else ''} {', '.join(map(str, keep))} kept "
-                           f"({len(keep)} channel{'s' if len(keep) > 1 else ''}; channels: in {SPEC_FILE})")
+            choices.append(f"channel{'s' if len(keep) > 1 else ''} {', '.join(map(str, keep))} of {channels} kept, in "
+                           f"that order ({len(keep)} channel{'s' if len(keep) > 1 else ''}; channels: in {SPEC_FILE})")
         if layout.kind == "classification":
             writer.put(cache.TARGETS, np.array([item.target for item in items], dtype=np.int64))
-            return headers
-        shapes = [(int(h), int(w)) for h, w, _ in headers]
+            return headers, channels
+        shapes = [(int(h), int(w)) for h, w, _, _ in headers]
         decoder.run(image_files.masks_chunk, [[item.target for item in items], names, shapes],
                     (len(layout.classes) or None, size, layout.ignore),
                     writer.array(cache.TARGETS, (len(items), *size), np.uint8), "decoding masks")
-        return headers
+        return headers, channels
 
 
 def _masks_max(masks: np.ndarray, chunk: int = 1024) -> int:
@@ -184,28 +235,31 @@ def _split(layout: Layout, full: ImageSet, kind: str, val_size: int | None, seed
 
 def load_folder(path: str | os.PathLike, *, image_size: str | None = None, val_size: int | None = None,
                 split_seed: int = 0, train_limit: int | None = None) -> DataSplits:
-    """A user's data set (folder, ``.zip`` or ``dataset.yaml``) as split uint8 arrays, memory-mapped
-    from the decoded cache, with its card."""
+    """A user's data set (folder, ``.zip`` or ``dataset.yaml``) as split arrays (8-bit, 16-bit or
+    float images), memory-mapped from the decoded cache, with its card."""
     layout = find_layout(Path(path).expanduser().resolve())  # recorded as an absolute path
     where = layout.source.describe(layout.root)
     requested = parse_image_size(image_size, "--image-size") if image_size else layout.spec.image_size
-    files = [item.image for item in layout.items] + [item.target for item in layout.items
-                                                     if isinstance(item.target, str)]
+    files = [file for item in layout.items for file in image_files.ref_files(item.image)] + \
+        [item.target for item in layout.items if isinstance(item.target, str)]
     # Keyed by the files and the requests, not by what they resolve to: a hit needs no header read.
+    # "decoding" 2: images kept in their bit depth and channels (entries before it hold 8 bits).
     key = cache.cache_key(layout.source, files, {"kind": layout.kind, "size": requested, "channels": layout.spec.channels,
-                                                 "keep": layout.spec.keep_channels,
+                                                 "keep": layout.spec.keep_channels, "decoding": 2,
+                                                 "ignore": layout.ignore, "channel_files": layout.channel_files,
                                                  "classes": layout.classes, "splits": [i.split for i in layout.items]})
     entry = cache.load_entry(key)
     if entry is None:
         choices: list[str] = [f"layout: {layout.description} ({layout.kind})"]
         with cache.EntryWriter(key) as writer:
-            headers = _read(layout, requested, choices, writer)
+            headers, decoded = _read(layout, requested, choices, writer)
             writer.put(ORIGINAL_SIZES, np.ascontiguousarray(headers[:, :2], dtype=np.int32))
-            writer.commit({"choices": choices})
+            writer.commit({"choices": choices, "decoded_channels": decoded})
         arrays, _, folder = cache.load_entry(key)
         choices.append("decoded and cached")
     else:
         arrays, meta, folder = entry
+        decoded = int(meta["decoded_channels"])
         choices = list(meta["choices"])
         choices.append("read from the cache (files unchanged since they were decoded)")
     classes = (layout.classes if layout.kind == "classification"
@@ -219,5 +273,7 @@ def load_folder(path: str | os.PathLike, *, image_size: str | None = None, val_s
                       seed=split_seed, how=how, source=where, augmentations=augmentations,
                       original_sizes=arrays[ORIGINAL_SIZES], skipped=dict(layout.skipped),
                       choices=choices, description=f"{layout.kind} images: {layout.description}",
-                      keep_channels=layout.spec.keep_channels)
+                      keep_channels=layout.spec.keep_channels, decoded_channels=decoded,
+                      channel_files=layout.channel_files, normalise=layout.spec.normalise,
+                      where=layout.source.describe(f"{layout.root}/{SPEC_FILE}" if layout.root else SPEC_FILE))
     return DataSplits(task=str(path), train=train, val=val, test=test, split_seed=split_seed, source=where, card=card)
