@@ -39,8 +39,8 @@ def _decoding(card) -> str:
         return f"one grey file per channel, CASE_0000 to CASE_{count - 1:04d}, stacked in that order"
     if card.pixel_type == "uint8" and count in (1, 3):
         return "grey (8-bit)" if count == 1 else "RGB (alpha dropped, palette as colour)"
-    return (f"{count} channel{'s' if count > 1 else ''} as stored ({card.pixel_type}; a TIFF's pages or samples, alpha "
-            "dropped)")
+    return (f"{count} channel{'s' if count > 1 else ''} as stored ({card.pixel_type}; a TIFF's pages or samples; "
+            "an 8-bit image's alpha dropped)")
 
 
 def model_card(model: TrainedModel, fmt: ExportFormat) -> dict[str, Any]:

@@ -214,8 +214,10 @@ def _tiff(data: bytes, where: str, pixels: bool):
                                 f"images with up to {MAX_CHANNELS} channels, as pages or samples")
             count = 1 if channel_axis is None else shape[channel_axis]
             extra = tuple(getattr(page, "extrasamples", ()) or ())
-            alpha = channel_axis is not None and count in (2, 4) and extra[-1:] in ((1,), (2,)) and \
-                int(page.photometric) in (1, 2)  # grey + alpha, RGB + alpha
+            # An 8-bit RGBA or grey+alpha image loses its alpha, as a PNG does; deeper images keep every
+            # sample: multiplexed fluorescence saved as 16-bit "RGBA" (tifffile's default for 4 planes).
+            alpha = (channel_axis is not None and count in (2, 4) and extra[-1:] in ((1,), (2,))
+                     and int(page.photometric) in (1, 2) and series.dtype == np.uint8)
             channels = count - 1 if alpha else count
             if channels > MAX_CHANNELS:
                 raise DataError(f"{where}: {channels} channels; visiontune reads at most {MAX_CHANNELS}")

@@ -117,8 +117,8 @@ def read_nnunet(source: FileSource, root: str
     per_channel = [isinstance(image, tuple) for image, _, _ in rows]
     if any(per_channel) and not all(per_channel):
         single = next(image for image, _, _ in rows if isinstance(image, str))
-        raise DataError(f"{source.describe(single)}: this case has one image file, others one file per channel; "
-                        "every case must be laid out alike")
+        raise DataError(f"{source.describe(single)}: this case has no _0001{ending} file, but other cases have one "
+                        f"file per channel (_0000 to _{len(channels) - 1:04d}); every case must be laid out alike")
     spec = DatasetSpec(name=meta.get("name") if isinstance(meta.get("name"), str) else None, kind="segmentation",
                        classes=classes, channels=len(channels))
     how = "one file per channel" if all(per_channel) else "channels in one file"

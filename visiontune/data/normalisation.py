@@ -39,6 +39,16 @@ def default_method(pixel_type: str) -> str:
     return SCALE if pixel_type == "uint8" else ZSCORE
 
 
+def check_method(method: str | None, pixel_type: str, where: str) -> str:
+    """The method to use for images of ``pixel_type`` (``method`` or the default); a one-line
+    error where ``scale`` is asked of floating-point images, which have no range to scale by."""
+    method = method or default_method(pixel_type)
+    if method == SCALE and pixel_type not in DIVISORS:
+        raise DataError(f"{where}: normalise: scale applies to 8- and 16-bit images; these are floating-point "
+                        f"(use zscore)")
+    return method
+
+
 def _histograms(data, levels: int) -> np.ndarray:
     """Per-channel counts of every integer level ``(C, levels)`` over an ``ImageSet``."""
     channels = data.image_shape[0]
@@ -98,10 +108,7 @@ def fit(train, method: str | None, where: str = "dataset.yaml") -> tuple[dict[st
     ``method`` (None: ``default_method``), and each channel's mean and standard deviation of its
     stored values (what the card shows for images beyond 8 bits)."""
     pixel_type = train.stored_images.dtype.name
-    method = method or default_method(pixel_type)
-    if method == SCALE and pixel_type not in DIVISORS:
-        raise DataError(f"{where}: normalise: scale applies to 8- and 16-bit images; these are floating-point "
-                        f"(use zscore)")
+    method = check_method(method, pixel_type, where)
     if len(train) == 0:
         raise DataError(f"{where}: no training images to fit the normalisation on")
     if method == SCALE:

@@ -20,6 +20,7 @@ from visiontune.data import cache
 from visiontune.data.card import build_card
 from visiontune.data.decode import Decoder
 from visiontune.data.folders import Layout, find_layout
+from visiontune.data.normalisation import check_method
 from visiontune.data.spec import SPEC_FILE, parse_image_size
 from visiontune.data.splits import TEST_FRACTION, VAL_FRACTION, DataSplits, ImageSet, carve, limit
 from visiontune.errors import DataError
@@ -82,6 +83,11 @@ def _choose_channels(headers: np.ndarray, requested: int | None, choices: list[s
     choices.append(f"{present[0]} channels in every image (pages or samples of each file"
                    f"{', or one file per channel' if not isinstance(names[0], str) else ''})")
     return present[0]
+
+
+def _spec_file(layout: Layout) -> str:
+    """The data set's ``dataset.yaml`` as messages name it."""
+    return layout.source.describe(f"{layout.root}/{SPEC_FILE}" if layout.root else SPEC_FILE)
 
 
 def _choose_pixel_type(headers: np.ndarray, choices: list[str]) -> str:
@@ -159,6 +165,7 @@ def _read(layout: Layout, requested: list[int] | None, choices: list[str], write
             size = _choose_size(headers, requested, choices)
             channels = _choose_channels(headers, layout.spec.channels, choices, layout)
             pixel_type = _choose_pixel_type(headers, choices)
+            check_method(layout.spec.normalise, pixel_type, _spec_file(layout))  # before any pixel is decoded
             decoder.run(image_files.images_chunk, [names], (channels, size, pixel_type),
                         images_array(channels, size, pixel_type), "decoding images", keep)
         if keep:
@@ -275,5 +282,5 @@ def load_folder(path: str | os.PathLike, *, image_size: str | None = None, val_s
                       choices=choices, description=f"{layout.kind} images: {layout.description}",
                       keep_channels=layout.spec.keep_channels, decoded_channels=decoded,
                       channel_files=layout.channel_files, normalise=layout.spec.normalise,
-                      where=layout.source.describe(f"{layout.root}/{SPEC_FILE}" if layout.root else SPEC_FILE))
+                      where=_spec_file(layout))
     return DataSplits(task=str(path), train=train, val=val, test=test, split_seed=split_seed, source=where, card=card)
