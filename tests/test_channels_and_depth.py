@@ -280,6 +280,10 @@ def test_nnunet_cases_of_one_file_per_channel_with_an_ignore_label_train_and_pre
     with open(tmp_path / "plain" / AREAS_CSV, newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == 4 and all("caseTr00" in row["file"] for row in rows)
+    one_by_one = sorted(str(path) for path in plain.glob("*.png"))  # as a shell's imagesTr/*.png gives them
+    assert main(["predict", str(run), *one_by_one, "--out", str(tmp_path / "listed")]) == 0
+    with open(tmp_path / "listed" / AREAS_CSV, newline="") as stream:
+        assert list(csv.DictReader(stream)) == rows  # the same four cases, named alike, the same areas
     (plain / "caseTr003_0001.png").unlink()
     capsys.readouterr()
     assert main(["predict", str(run), str(plain), "--out", str(tmp_path / "missing")]) == 1

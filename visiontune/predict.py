@@ -60,13 +60,15 @@ def collect_inputs(paths: Iterable[str | os.PathLike], channel_files: int = 0
     nnU-Net's way (CASE_0000.png, CASE_0001.png, ...), grouped by case."""
     found: list[InputFile] = []
     skipped: dict[str, int] = {}
+    folders: dict[Path, FolderSource] = {}  # files given one by one share their folder's source (cases group by it)
     for given in paths:
         path = Path(given)
         if path.is_dir() or (path.suffix.lower() == ".zip" and path.is_file()):
             source: FileSource = FolderSource(path) if path.is_dir() else ZipSource(path)
             candidates = [(name, name) for name in source.all_files()]
         elif path.is_file():
-            source, candidates = FolderSource(path.parent), [(path.name, path.name)]
+            source = folders.setdefault(path.parent.resolve(), FolderSource(path.parent))
+            candidates = [(path.name, path.name)]
         else:
             raise DataError(f"{path}: no such file or folder")
         for inside, relative in candidates:
