@@ -53,21 +53,29 @@ from visiontune.runfolder import load_search  # noqa: E402
 THRESHOLD = 0.83  # the report's best FCN2 (chosen on test there)
 VAL_METRIC, TEST_METRIC = "val/dice", "test/dice"
 DEFAULT_SPACE = "warwick-unet"
-MONITOR = "monitor/test_dice"  # test Dice of a trial's best-by-validation model so far
+MONITOR = "monitor/test"  # the test figure of a trial's best-by-validation model so far (Dice or accuracy)
+
+
+def test_metric_of(val_metric: str) -> str:
+    """The test figure that corresponds to a validation metric: val/acc -> test/acc."""
+    return "test/" + val_metric.split("/", 1)[1]
 
 
 def monitored_trial(config, data, max_epochs, deadline=None, metric=None):
-    """visiontune's trial loop, also scoring each new best-by-validation model on test.
+    """visiontune's trial loop, also scoring each new best-by-validation model on test (the test
+    figure of the validation ``metric``).
 
     Defined in this script, so Ray ships it to the workers by value.
     """
     from visiontune.trainables.loop import run_trial
     from visiontune.trained import TrainedModel
 
+    test_metric = test_metric_of(metric or data.card.kind_spec.val_metric)
+
     def score_on_test(trainer) -> dict:
         model = TrainedModel.from_weights(data.card, [(trainer.config, trainer.model.state_dict(), trainer.use_bf16)],
                                           trainer.device)
-        return {MONITOR: model.evaluate(data.test, "test").metrics[TEST_METRIC]}
+        return {MONITOR: model.evaluate(data.test, "test").metrics[test_metric]}
 
     run_trial(config, data, max_epochs, deadline, metric, on_new_best=score_on_test)
 

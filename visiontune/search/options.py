@@ -19,6 +19,7 @@ from visiontune.config import config_from_dict
 from visiontune.data.options import DataOptions
 from visiontune.errors import ConfigError
 from visiontune.options import known_values, option, parse_set_options
+from visiontune.search.portfolio import portfolio_points
 from visiontune.search_spaces import SearchSpace, check_point_in_space, check_space, conditioned, resolve_space
 from visiontune.search_spaces.declarative import load_data_file
 from visiontune.storage import RunStore
@@ -26,7 +27,7 @@ from visiontune.storage import RunStore
 if TYPE_CHECKING:
     from visiontune.data.card import DatasetCard
 
-SEARCHERS = ("tpe", "random", "grid")
+SEARCHERS = ("tpe", "random", "grid", "portfolio")
 SCHEDULERS = ("asha", "none")
 PARAMS_OBJECTIVE = record.PARAMS  # the second objective of --objectives: learnable weights
 DEFAULT_TRIALS = 16
@@ -82,7 +83,9 @@ class SearchOptions(TrialResources, DataOptions):
     fixed: dict[str, Any] = option(help="fix a setting for every trial, e.g. --set precision=bf16 (repeatable)",
                                    flag="--set", metavar="KEY=VALUE", repeat=True, parse=parse_set_options,
                                    group=WHAT, default_factory=dict)
-    searcher: str = option("tpe", "proposal method", choices=SEARCHERS, group=WHAT)
+    searcher: str = option("tpe", "proposal method: tpe (Optuna's TPE), random, grid (every point of a grid space), "
+                                  "portfolio (configurations that searched best on other data sets first, then TPE)",
+                            choices=SEARCHERS, group=WHAT)
     scheduler: str = option("asha", "early stopping", choices=SCHEDULERS, group=WHAT)
     grace_period: int | None = option(None, "ASHA: epochs before a trial can be stopped (default: a tenth of "
                                             "--max-epochs, at least 1)", metavar="N", group=WHAT)
@@ -126,6 +129,7 @@ class SearchPlan:
     objectives: list[str] | None
     total_trials: int
     budget_s: float | None
+    portfolio: list[dict[str, Any]] = field(default_factory=list)  # --searcher portfolio: tried after the points
     deadline: float | None = field(default=None)  # set when the trials start
 
     def start_clock(self) -> None:
@@ -226,9 +230,9 @@ def check_options(options: SearchOptions, card: DatasetCard) -> SearchPlan:
     objectives = parse_objectives(options.objectives, metric)
     grid = options.searcher == "grid"
     if objectives and grid:
-        raise ConfigError("--objectives needs the tpe or random searcher, not grid")
+        raise ConfigError("--objectives needs the tpe, random or portfolio searcher, not grid")
     if options.optuna_storage and grid:
-        raise ConfigError("--optuna-storage records an Optuna study; use the tpe or random searcher")
+        raise ConfigError("--optuna-storage records an Optuna study; use the tpe, random or portfolio searcher")
 
     space = resolve_space(card, options.space)
     for key in options.fixed:
@@ -253,15 +257,16 @@ def check_options(options: SearchOptions, card: DatasetCard) -> SearchPlan:
                               f"drop --trials or give --trials {total}")
     points = load_warm_start(options.warm_start, card.name)
     if points and grid:
-        raise ConfigError("--warm-start needs the tpe or random searcher; a grid runs fixed points")
+        raise ConfigError("--warm-start needs the tpe, random or portfolio searcher; a grid runs fixed points")
     for index, point in enumerate(points):
         try:
             config_from_dict({**point, **fixed}, f"warm-start point {index + 1}", card)
             check_point_in_space(space, point, fixed)
         except ConfigError as error:
             raise ConfigError(f"--warm-start {options.warm_start}: point {index + 1}: {error}") from None
+    portfolio = portfolio_points(card, space, fixed) if options.searcher == "portfolio" else []
     return SearchPlan(metric=metric, space=space, fixed=fixed, points=points, grace_period=grace_period,
-                      objectives=objectives, total_trials=total, budget_s=budget)
+                      objectives=objectives, total_trials=total, budget_s=budget, portfolio=portfolio)
 
 
 def search_record(options: SearchOptions, plan: SearchPlan, splits, store: RunStore) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def grid_trials(space: SearchSpace, fixed: dict) -> list[dict[str, Any]]:
 
 
 def make_searcher(options: SearchOptions, plan: SearchPlan):
-    """OptunaSearch (TPE or random, seeded) over the space plus the fixed settings; for a grid, Ray
+    """OptunaSearch (TPE or random, seeded; the portfolio searcher is TPE after its portfolio) over the space plus the fixed settings; for a grid, Ray
     Tune's variant generator listing every point in order (a product of lists and rows of settings
     that belong together alike, which ``tune.grid_search`` cannot express)."""
     if options.searcher == "grid":
@@ -116,7 +116,7 @@ def make_searcher(options: SearchOptions, plan: SearchPlan):
     from visiontune.search.algorithms import VisiontuneOptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if options.searcher == "tpe":
+    if options.searcher in ("tpe", "portfolio"):
         # Start modelling after a quarter of the budget (Optuna's default waits for 10 random
         # trials, most of a 16-trial search); multivariate TPE with groups models the
         # conditional branches (FNN/CNN, SGD/Adam) jointly; constant liar spreads the trials
@@ -137,7 +137,7 @@ def make_searcher(options: SearchOptions, plan: SearchPlan):
     return VisiontuneOptunaSearch(
         space=SpaceWithConstants(plan.space.define_by_run, dict(plan.fixed)),
         metric=plan.objectives or plan.metric, mode=["max", "min"] if plan.objectives else "max",
-        points_to_evaluate=plan.points or None, sampler=sampler, seed=options.seed,
+        points_to_evaluate=[*plan.points, *plan.portfolio] or None, sampler=sampler, seed=options.seed,
         storage=storage, study_name=options.name, max_epochs=options.max_epochs, deadline=plan.deadline,
     )
 
