@@ -24,8 +24,8 @@ trial-epochs the whole search had completed by then. A search ends there, unless
 model (over all its trials) against trial-epochs; after a search has ended, its last value is
 carried on.
 
-``--fit-portfolio`` runs one random search with ASHA per task (seed 1000, not among the
-benchmark's seeds) and writes each task's two best configurations by validation into
+``--fit-portfolio`` runs one TPE + ASHA search per task (seed 1000, not among the benchmark's
+seeds; ``--fit-trials``) and writes each task's two best configurations by validation into
 ``visiontune/search/portfolio.json``, keeping the other tasks' entries.
 
     python benchmarks/searchers.py --quick                  # 1 seed, the three small tasks
@@ -77,10 +77,10 @@ class Task:
 
 TASKS = {
     "warwick": Task("warwick", 0.83, trials=24, epochs=60, space="warwick", quick=(12, 30)),
-    "mnist-small": Task("mnist", 0.96, trials=16, epochs=6, space="mnist",
+    "mnist-small": Task("mnist", 0.93, trials=16, epochs=6, space="mnist",
                         data={"train_limit": 2000, "val_size": 1000}),
-    "textures": Task("textures", 0.80, trials=16, epochs=10, own=True, data={"val_size": 300}),
-    "texture-seg": Task("texture-seg", 0.60, trials=16, epochs=20, own=True, data={"val_size": 60}),
+    "textures": Task("textures", 0.50, trials=16, epochs=10, own=True, data={"val_size": 300}),
+    "texture-seg": Task("texture-seg", 0.45, trials=16, epochs=15, own=True, data={"val_size": 60}),
 }
 QUICK_TASKS = ("mnist-small", "textures", "texture-seg")
 
@@ -166,17 +166,19 @@ def measure(runs: list[Path], threshold: float) -> dict[str, Any]:
     rows.sort(key=lambda row: row[0])
     start = rows[0][0] if rows else 0.0
     best_of: dict[str, tuple[float, float]] = {}  # trial -> (best validation, its model's test figure)
-    curve, reached_at = [], None
+    curve, reached_at, tested = [], None, []
     for count, (stamp, trial, val, test) in enumerate(rows, start=1):
         if test is not None and test == test:  # the monitor: the test figure of the trial's best model so far
             valid = val if val is not None and val == val else float("-inf")
             best_of[trial] = (max(best_of.get(trial, (valid, test))[0], valid), test)
+        if test is not None and test == test:  # every row's monitor: the reach at a lower target, afterwards
+            tested.append([count, round(stamp - start, 1), round(test, 4)])
         if reached_at is None and test is not None and test >= threshold:
             reached_at = (count, stamp - start)
         if best_of:
             curve.append([count, round(stamp - start, 1), max(best_of.values())[1]])
     result = {"trial_epochs_total": len(rows), "trials": len(best_of), "metric": metric,
-              "best_test": max((test for _, test in best_of.values()), default=None), "curve": curve,
+              "best_test": max((test for _, test in best_of.values()), default=None), "curve": curve, "tested": tested,
               "best_by_val_test": curve[-1][2] if curve else None}
     if reached_at:
         result["trial_epochs_to_reach"], result["seconds_to_reach"] = reached_at
@@ -198,9 +200,10 @@ def median_curve(curves: list[list], step: int, end: int) -> list[list[float]]:
     return points
 
 
-def fit_portfolio(task_names: list[str], folder: Path, data_dir: str | None, quick: bool) -> Path:
-    """Search each task once (random + ASHA, seed PORTFOLIO_SEED, validation only) and write its
-    best configurations into the portfolio file, keeping other tasks' entries."""
+def fit_portfolio(task_names: list[str], folder: Path, data_dir: str | None, quick: bool,
+                  trials: int | None = None) -> Path:
+    """Search each task once (TPE + ASHA, seed PORTFOLIO_SEED, ``trials`` trials, validation only)
+    and write its best configurations into the portfolio file, keeping other tasks' entries."""
     from visiontune.runfolder import load_search
     from visiontune.search.portfolio import PORTFOLIO_FILE, PORTFOLIO_VERSION, load_entries, portfolio_entry
 
@@ -208,13 +211,14 @@ def fit_portfolio(task_names: list[str], folder: Path, data_dir: str | None, qui
     for task_name in task_names:
         task = TASKS[task_name]
         budget = task.quick if quick and task.quick else (task.trials, task.epochs)
-        [run] = run_method("random+asha", task_name, PORTFOLIO_SEED, budget, folder, data_dir, stop_at=None,
+        budget = (trials or budget[0], budget[1])
+        [run] = run_method("tpe+asha", task_name, PORTFOLIO_SEED, budget, folder, data_dir, stop_at=None,
                            name_prefix="portfolio-")
         searched = load_search(run)
         best = searched.ranked()[:PORTFOLIO_PER_TASK]
         entries = [e for e in entries if e["task"] != searched.card.name]
         entries += [portfolio_entry(searched.card.name, searched.card.kind, trial.config, round(value, 4),
-                                    f"benchmarks/searchers.py --fit-portfolio: task {task_name}, random+ASHA seed "
+                                    f"benchmarks/searchers.py --fit-portfolio: task {task_name}, TPE+ASHA seed "
                                     f"{PORTFOLIO_SEED}, {budget[0]} trials of <= {budget[1]} epochs, "
                                     f"{searched.metric} {value:.4f} at epoch {epoch}")
                     for trial, value, epoch in best]
@@ -263,9 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 seed; WARWICK at 12 trials of <= 30 epochs")
     parser.add_argument("--full-searches", action="store_true", help="run every search to its end")
     parser.add_argument("--fit-portfolio", action="store_true", help="fit the portfolio file instead")
+    parser.add_argument("--fit-trials", type=int, help="trials of each --fit-portfolio search [the task's]")
     parser.add_argument("--data-dir", help="data folder (default $VISIONTUNE_DATA)")
     parser.add_argument("--name", default=None, help="result file name [searchers or searchers-quick]")
+    parser.add_argument("--combine", nargs="+", metavar="JSON",
+                        help="only merge earlier result files (their rows, task by task) into --name, with the figure")
     args = parser.parse_args(argv)
+    if args.combine:
+        return combine(args.combine, args.name or "searchers")
     task_names = [t.strip() for t in (args.tasks or ",".join(QUICK_TASKS)).split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
     for given, known, what in ((task_names, TASKS, "--tasks"), (methods, METHODS, "--methods")):
@@ -281,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="vt-searchers-") as temporary:
             folder = Path(temporary)
             if args.fit_portfolio:
-                path = fit_portfolio(task_names, folder, args.data_dir, args.quick)
+                path = fit_portfolio(task_names, folder, args.data_dir, args.quick, args.fit_trials)
                 print(f"SUMMARY portfolio fitted on {', '.join(task_names)} -> {path}")
                 return 0
             seeds = list(range(args.first_seed, args.first_seed + (args.seeds or (1 if args.quick else 5))))
@@ -300,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                         measured = measure(runs, task.threshold)
                         measured.update(method=method, seed=seed, wall_s=round(time.perf_counter() - started, 1))
                         rows.append(measured)
+                        save(f"{args.name or 'searchers'}-partial", {**result, "rows_so_far": {task_name: rows}})
                         reach = measured.get("trial_epochs_to_reach")
                         print(f"  {task_name} {method:11s} seed {seed}: "
                               f"{'reached after %d of' % reach if reach else 'not reached in'} "
@@ -315,6 +325,28 @@ def main(argv: list[str] | None = None) -> int:
         parts = [f"{m} {v['median_trial_epochs']}" for m, v in summary["methods"].items()]
         print(f"SUMMARY {task_name}: median trial-epochs to test >= {summary['threshold']}: {', '.join(parts)}")
     print(f"-> {path}")
+    return 0
+
+
+def combine(files: list[str], name: str) -> int:
+    """Merge the rows of earlier runs of this benchmark (other methods, same tasks and seeds) into
+    one result, summarised and drawn as one run's would be."""
+    merged: dict[str, Any] = {"combined_from": [], "tasks": {}}
+    rows_of: dict[str, list[dict]] = {}
+    budgets: dict[str, tuple[int, int]] = {}
+    for file in files:
+        earlier = json.loads(Path(file).read_text())
+        merged["combined_from"].append({"file": Path(file).name, "revision": earlier.get("revision"),
+                                        "machine": earlier.get("machine"), "seeds": earlier.get("seeds")})
+        for task_name, summary in earlier["tasks"].items():
+            rows_of.setdefault(task_name, []).extend(summary["rows"])
+            budgets[task_name] = (summary["trials"], summary["max_epochs"])
+    for task_name, rows in rows_of.items():
+        methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+        merged["tasks"][task_name] = summarise(TASKS[task_name], budgets[task_name], methods, rows)
+    path = save(name, merged)
+    plot(merged, RESULTS_DIR / f"{name}.png")
+    print(f"SUMMARY combined {len(files)} result files -> {path}")
     return 0
 
 

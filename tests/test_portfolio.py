@@ -113,3 +113,31 @@ def test_shipped_portfolio_entries_fit_the_spaces_of_their_own_tasks():
             card = builtin_card(item["task"])
             check_point_in_space(resolve_space(card, None), item["config"], {"task": item["task"], "epochs": 5})
     assert Path(portfolio.PORTFOLIO_FILE).name == "portfolio.json"
+
+
+def test_a_portfolio_search_runs_its_portfolio_after_the_warm_starts(ray_address, tmp_path, monkeypatch):
+    """After the warm starts, the portfolio's configurations are the search's first trials,
+    recorded in search.json; then TPE proposes new ones."""
+    import pandas as pd
+
+    from visiontune.search import run_search
+
+    shipped = tmp_path / "portfolio.json"
+    other = {**CNN, "lr": 0.0005, "lr_schedule": "constant"}
+    shipped.write_text(json.dumps({"visiontune_portfolio": 1,
+                                   "entries": [entry("textures", "classification", 0.9, other)]}))
+    monkeypatch.setattr(portfolio, "PORTFOLIO_FILE", shipped)
+    warm = tmp_path / "warm.json"
+    warm.write_text(json.dumps([CNN]))
+    lines: list[str] = []
+    run_search(SearchOptions(task="mnist", synthetic=True, space="mnist", searcher="portfolio", trials=4,
+                             warm_start=str(warm), max_epochs=2, concurrency=1, storage=str(tmp_path / "runs"),
+                             name="p", report=False), progress=lines.append)
+    run = tmp_path / "runs" / "p"
+    assert json.loads((run / "search.json").read_text())["portfolio"] == [other]
+    assert "portfolio: 1 configuration that searched best on other data sets goes first (listed in search.json)" \
+        in lines
+    table = pd.read_csv(run / "trials.csv")
+    rows = sorted(table.itertuples(), key=lambda r: pd.read_csv(run / r.path / "progress.csv")["timestamp"].min())
+    assert len(rows) == 4 and [row.lr for row in rows[:2]] == [CNN["lr"], other["lr"]]
+    assert all(row.lr not in (CNN["lr"], other["lr"]) for row in rows[2:])

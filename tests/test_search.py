@@ -221,10 +221,12 @@ def test_a_trial_ended_by_the_budget_is_told_apart_from_one_asha_stopped():
     assert trial_status(asha_stop, max_epochs=30, deadline=deadline) == Status.STOPPED
 
 
-def test_resume_after_killing_the_driver_loses_and_repeats_nothing(ray_address, tmp_path):
+@pytest.mark.parametrize("searcher, space", [("tpe", "warwick-unet"), ("portfolio", "warwick")])
+def test_resume_after_killing_the_driver_loses_and_repeats_nothing(ray_address, tmp_path, searcher, space):
     """SIGKILL a search mid-way (a subprocess on the session's Ray), resume it, and check every trial."""
     storage = tmp_path / "runs"
-    command = [sys.executable, "-m", "visiontune", "search", "warwick", "--synthetic", "--space", "warwick-unet",
+    command = [sys.executable, "-m", "visiontune", "search", "warwick", "--synthetic", "--space", space,
+               "--searcher", searcher,
                "--trials", "6", "--max-epochs", "4", "--scheduler", "none", "--address", ray_address,
                "--storage", str(storage), "--name", "killed", "--top-k", "1"]  # checkpoints deleted as trials end
     log = (tmp_path / "driver.log").open("w")
@@ -262,6 +264,10 @@ def test_resume_after_killing_the_driver_loses_and_repeats_nothing(ray_address, 
     # pre-kill configurations again; all six are distinct.
     configs = {json.dumps(t["config"], sort_keys=True) for t in trials}
     assert len(configs) == 6
+    portfolio = json.loads((run / "search.json").read_text())["portfolio"]
+    assert bool(portfolio) == (searcher == "portfolio")
+    for point in portfolio:  # tried once each, before the kill or after it, never again
+        assert sum(all(t["config"].get(k) == v for k, v in point.items()) for t in trials) == 1
     # this run's progress display, not the one pickled with the search, reported the resumed trials
     resumed = {name.removeprefix("trial_") for name in before} - {n.removeprefix("trial_") for n in finished_before}
     assert all(any(f"trial {trial_id} finished 4 epochs" in line for line in lines) for trial_id in resumed), lines

@@ -105,6 +105,8 @@ def run_search(options: SearchOptions, resume: bool = False, progress: Callable[
                                                            "placement": placement.to_dict()}))
             search = tuner.build_tuner(options, plan, trainable, store, relay, stopper)
             progress(_start_line(options, plan, splits, store))
+            if plan.portfolio:
+                progress(_portfolio_line(plan))
         try:
             started = time.perf_counter()
             result_grid = tuner.fit(search)
@@ -165,6 +167,12 @@ def _start_line(options: SearchOptions, plan: SearchPlan, splits, store: RunStor
             f"[{sizes['train']}/{sizes['val']}/{sizes['test']}], {options.searcher} + {options.scheduler}, "
             f"up to {options.max_epochs} epochs, {options.cpus_per_trial:g} CPU / {options.gpus_per_trial:g} GPU "
             f"per trial -> {store.location}")
+
+
+def _portfolio_line(plan: SearchPlan) -> str:
+    count = len(plan.portfolio)
+    return (f"portfolio: {count} configuration{'s' if count > 1 else ''} that searched best on other data sets "
+            f"{'go' if count > 1 else 'goes'} first (listed in {SEARCH_FILE})")
 
 
 __all__ = ["REPORT_BEST", "RESUME_OPTIONS", "SearchInterrupted", "SearchOptions", "SearchPlan", "TrialResources",

@@ -279,6 +279,7 @@ def search_record(options: SearchOptions, plan: SearchPlan, splits, store: RunSt
         "task": options.task,
         "metric": plan.metric,
         "space": {"name": plan.space.name, "description": plan.space.description},
+        "portfolio": plan.portfolio,  # --searcher portfolio: the configurations tried first
         "options": asdict(options),
         "data": splits.describe(),
         **runs.provenance(),
