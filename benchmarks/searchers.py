@@ -51,7 +51,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import search_efficiency  # noqa: E402
-from common import RESULTS_DIR, describe, git_revision, machine, save  # noqa: E402
+from common import RESULTS_DIR, describe, git_revision, machine  # noqa: E402
 from own_tasks import write_task  # noqa: E402
 from search_efficiency import MONITOR, monitored_trial  # noqa: E402
 
@@ -152,36 +152,48 @@ def run_method(method: str, task_name: str, seed: int, budget: tuple[int, int], 
 
 def measure(runs: list[Path], threshold: float) -> dict[str, Any]:
     """Trial-epochs and seconds until the searches (one after another) first held a model at
-    ``threshold`` on test, and their anytime curve."""
+    ``threshold`` on test, and their anytime curve, from their run folders."""
     from visiontune.runfolder import load_search
 
-    rows = []  # every epoch of every trial, with its trial and run
-    metric = None
+    rows, metric = [], None  # every epoch of every trial: (timestamp, trial, validation, monitor)
     for run in runs:
         searched = load_search(run)
         metric = searched.metric
         for trial in searched.trials:
             for row in trial.epochs.to_dict("records"):
                 rows.append((row["timestamp"], f"{run.name}/{trial.trial_id}", row.get(metric), row.get(MONITOR)))
-    rows.sort(key=lambda row: row[0])
+    return {"metric": metric, **reach_and_curve(rows, threshold)}
+
+
+def _number(value) -> float | None:
+    return None if value is None or value != value else float(value)
+
+
+def reach_and_curve(rows: list[tuple], threshold: float) -> dict[str, Any]:
+    """From every epoch of a search, ``(timestamp, trial, validation figure, monitor)``, where the
+    monitor is the test figure of that trial's best-by-validation model so far: the trial-epochs
+    and seconds until some trial's model first scored ``threshold`` (``trial_epochs_to_reach``,
+    absent if never), and the anytime curve ``[trial-epochs, seconds, test figure]`` of the
+    search's best-by-validation model over all its trials."""
+    rows = sorted(rows, key=lambda row: row[0])
     start = rows[0][0] if rows else 0.0
-    best_of: dict[str, tuple[float, float]] = {}  # trial -> (best validation, its model's test figure)
-    curve, reached_at, tested = [], None, []
+    best_of: dict[str, tuple[float, float]] = {}  # trial -> (its best validation, its best model's test figure)
+    curve, tested, reached_at = [], [], None
     for count, (stamp, trial, val, test) in enumerate(rows, start=1):
-        if test is not None and test == test:  # the monitor: the test figure of the trial's best model so far
-            valid = val if val is not None and val == val else float("-inf")
-            best_of[trial] = (max(best_of.get(trial, (valid, test))[0], valid), test)
-        if test is not None and test == test:  # every row's monitor: the reach at a lower target, afterwards
-            tested.append([count, round(stamp - start, 1), round(test, 4)])
-        if reached_at is None and test is not None and test >= threshold:
+        val, test = _number(val), _number(test)
+        if test is None:
+            continue
+        tested.append([count, round(stamp - start, 1), round(test, 4)])  # the reach at a lower target, later
+        best_val = max(best_of.get(trial, (float("-inf"),))[0], val if val is not None else float("-inf"))
+        best_of[trial] = (best_val, test)
+        if reached_at is None and test >= threshold:
             reached_at = (count, stamp - start)
-        if best_of:
-            curve.append([count, round(stamp - start, 1), max(best_of.values())[1]])
-    result = {"trial_epochs_total": len(rows), "trials": len(best_of), "metric": metric,
-              "best_test": max((test for _, test in best_of.values()), default=None), "curve": curve, "tested": tested,
-              "best_by_val_test": curve[-1][2] if curve else None}
+        curve.append([count, round(stamp - start, 1), max(best_of.values(), key=lambda pair: pair[0])[1]])
+    result = {"trial_epochs_total": len(rows), "trials": len(best_of),
+              "best_test": max((test for _, test in best_of.values()), default=None), "curve": curve,
+              "tested": tested, "best_by_val_test": curve[-1][2] if curve else None}
     if reached_at:
-        result["trial_epochs_to_reach"], result["seconds_to_reach"] = reached_at
+        result["trial_epochs_to_reach"], result["seconds_to_reach"] = reached_at[0], round(reached_at[1], 1)
     return result
 
 
@@ -272,9 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="result file name [searchers or searchers-quick]")
     parser.add_argument("--combine", nargs="+", metavar="JSON",
                         help="only merge earlier result files (their rows, task by task) into --name, with the figure")
+    parser.add_argument("--address", help="run on this running Ray instance (default: start a local one)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder of the result files [%(default)s]")
     args = parser.parse_args(argv)
     if args.combine:
-        return combine(args.combine, args.name or "searchers")
+        return combine(args.combine, args.name or "searchers", args.out)
     task_names = [t.strip() for t in (args.tasks or ",".join(QUICK_TASKS)).split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
     for given, known, what in ((task_names, TASKS, "--tasks"), (methods, METHODS, "--methods")):
@@ -283,9 +297,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{what}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
     import ray
 
+    name = args.name or ("searchers-quick" if args.quick else "searchers")
     info = machine()
-    ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, logging_level=logging.ERROR,
-             log_to_driver=False)
+    if args.address:
+        ray.init(address=args.address, logging_level=logging.ERROR, log_to_driver=False)
+    else:
+        ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, logging_level=logging.ERROR,
+                 log_to_driver=False)
     try:
         with tempfile.TemporaryDirectory(prefix="vt-searchers-") as temporary:
             folder = Path(temporary)
@@ -309,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                         measured = measure(runs, task.threshold)
                         measured.update(method=method, seed=seed, wall_s=round(time.perf_counter() - started, 1))
                         rows.append(measured)
-                        save(f"{args.name or 'searchers'}-partial", {**result, "rows_so_far": {task_name: rows}})
+                        save(args.out, f"{name}-partial", {**result, "rows_so_far": {task_name: rows}})
                         reach = measured.get("trial_epochs_to_reach")
                         print(f"  {task_name} {method:11s} seed {seed}: "
                               f"{'reached after %d of' % reach if reach else 'not reached in'} "
@@ -318,9 +336,9 @@ def main(argv: list[str] | None = None) -> int:
                 result["tasks"][task_name] = summarise(task, budget, methods, rows)
     finally:
         ray.shutdown()
-    name = args.name or ("searchers-quick" if args.quick else "searchers")
-    path = save(name, result)
-    plot(result, RESULTS_DIR / f"{name}.png")
+    path = save(args.out, name, result)
+    (args.out / f"{name}-partial.json").unlink(missing_ok=True)
+    plot(result, args.out / f"{name}.png")
     for task_name, summary in result["tasks"].items():
         parts = [f"{m} {v['median_trial_epochs']}" for m, v in summary["methods"].items()]
         print(f"SUMMARY {task_name}: median trial-epochs to test >= {summary['threshold']}: {', '.join(parts)}")
@@ -328,7 +346,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def combine(files: list[str], name: str) -> int:
+def save(folder: Path, name: str, payload: dict[str, Any]) -> Path:
+    """Write a result file ``folder/NAME.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
+
+
+def combine(files: list[str], name: str, out: Path = RESULTS_DIR) -> int:
     """Merge the rows of earlier runs of this benchmark (other methods, same tasks and seeds) into
     one result, summarised and drawn as one run's would be."""
     merged: dict[str, Any] = {"combined_from": [], "tasks": {}}
@@ -344,8 +370,8 @@ def combine(files: list[str], name: str) -> int:
     for task_name, rows in rows_of.items():
         methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
         merged["tasks"][task_name] = summarise(TASKS[task_name], budgets[task_name], methods, rows)
-    path = save(name, merged)
-    plot(merged, RESULTS_DIR / f"{name}.png")
+    path = save(out, name, merged)
+    plot(merged, out / f"{name}.png")
     print(f"SUMMARY combined {len(files)} result files -> {path}")
     return 0
 
