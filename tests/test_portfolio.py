@@ -138,6 +138,6 @@ def test_a_portfolio_search_runs_its_portfolio_after_the_warm_starts(ray_address
     assert "portfolio: 1 configuration that searched best on other data sets goes first (listed in search.json)" \
         in lines
     table = pd.read_csv(run / "trials.csv")
-    rows = sorted(table.itertuples(), key=lambda r: pd.read_csv(run / r.path / "progress.csv")["timestamp"].min())
-    assert len(rows) == 4 and [row.lr for row in rows[:2]] == [CNN["lr"], other["lr"]]
-    assert all(row.lr not in (CNN["lr"], other["lr"]) for row in rows[2:])
+    # each tried once (the order of proposals is checked above, on the searcher itself: Ray's
+    # timestamps are whole seconds and cannot order trials that start together)
+    assert len(table) == 4 and sorted(table["lr"]).count(CNN["lr"]) == 1 and list(table["lr"]).count(other["lr"]) == 1

@@ -40,7 +40,7 @@ def test_summary_median_and_curves_carry_a_finished_search_on():
     summary = searchers.summarise(task, (4, 2), ["random", "portfolio"], rows)
     assert summary["methods"]["random"]["median_trial_epochs"] == 5
     assert summary["methods"]["random"]["median_seconds"] == 10.0
-    assert summary["methods"]["portfolio"]["median_trial_epochs"] == ">8 (not reached in every seed)"
+    assert summary["methods"]["portfolio"]["median_trial_epochs"] == ">8 (not reached in most seeds)"
     # at 7 trial-epochs the three random searches stand at 0.6 (ended at 3, carried on), 0.6, 0.6
     assert dict(map(tuple, summary["median_curves"]["random"]))[7] == 0.6
     assert dict(map(tuple, summary["median_curves"]["random"]))[2] == 0.3
