@@ -9,9 +9,9 @@ measurement, as in ``search_efficiency.py``, whose monitored trial loop it uses)
 - ``tpe+asha``: TPE with ASHA (visiontune's default before the portfolio);
 - ``one-epoch``: every candidate trained one epoch, the three best by validation then trained
   from scratch to the end (Egele et al. 2023);
-- ``portfolio``: ``--searcher portfolio``: the best configurations of *other* tasks of the same
-  kind first (leave-one-task-out: the portfolio file's entries of the task being measured are
-  never used), then TPE, with ASHA.
+- ``portfolio``: ``--searcher portfolio``, the default since this benchmark: the best
+  configurations of *other* tasks of the same kind first (leave-one-task-out: the portfolio
+  file's entries of the task being measured are never used), then TPE, with ASHA.
 
 Tasks (``TASKS``): WARWICK over its full ``warwick`` space, MNIST on a 2,000-image training
 subset over ``mnist``, and two data sets made from scikit-image's texture photographs

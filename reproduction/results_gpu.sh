@@ -29,7 +29,7 @@ status=0
 
 if [[ " $TASKS " == *" mnist "* ]]; then
     if [ ! -f "$STORAGE/gpu-mnist/search.json" ]; then
-        "$PY" -m visiontune search mnist --space mnist-gpu --trials 16 --max-epochs 15 \
+        "$PY" -m visiontune search mnist --space mnist-gpu --trials 16 --max-epochs 15 --searcher tpe \
             --gpus-per-trial 0.25 --cpus-per-trial 2 --storage "$STORAGE" --name gpu-mnist --no-report
     fi
     "$PY" -m visiontune analyze "$STORAGE/gpu-mnist" --top 2 --reseed 2 --gpus-per-trial 0.25 || status=1
@@ -40,7 +40,7 @@ if [[ " $TASKS " == *" mnist "* ]]; then
 fi
 if [[ " $TASKS " == *" warwick "* ]]; then
     # Twelve trials share the GPU (each needs one CPU core); the six retrains run at once.
-    "$PY" -m visiontune search warwick --space warwick-unet-gpu --trials 40 --max-epochs 200 \
+    "$PY" -m visiontune search warwick --space warwick-unet-gpu --trials 40 --max-epochs 200 --searcher tpe \
         --gpus-per-trial 0.08 --cpus-per-trial 1 --time-budget 5m --storage "$STORAGE" --name gpu-warwick \
         --no-report || status=1
     "$PY" -m visiontune analyze "$STORAGE/gpu-warwick" --top 3 --reseed 2 --gpus-per-trial 0.16 || status=1

@@ -85,9 +85,12 @@ def test_portfolio_searcher_proposes_warm_start_then_portfolio_then_tpe(tmp_path
     assert all(config["task"] == "mnist" and config["epochs"] == 10 for config in proposed)
     # after them, TPE's own proposals: new configurations
     assert all({k: c[k] for k in CNN if k in c} not in (CNN, report_like) for c in proposed[4:])
-    # tpe proposes no portfolio
-    assert check_options(SearchOptions(task="mnist", space="mnist", trials=8, name="t"),
-                         builtin_card("mnist")).portfolio == []
+    # the portfolio is the default; tpe and random propose none
+    assert check_options(SearchOptions(task="mnist", space="mnist", trials=8, name="d"),
+                         builtin_card("mnist")).portfolio == plan.portfolio
+    for searcher in ("tpe", "random"):
+        assert check_options(SearchOptions(task="mnist", space="mnist", trials=8, name="t", searcher=searcher),
+                             builtin_card("mnist")).portfolio == []
 
 
 def test_malformed_portfolio_file_is_one_line_naming_it(tmp_path):
@@ -115,9 +118,9 @@ def test_shipped_portfolio_entries_fit_the_spaces_of_their_own_tasks():
     assert Path(portfolio.PORTFOLIO_FILE).name == "portfolio.json"
 
 
-def test_a_portfolio_search_runs_its_portfolio_after_the_warm_starts(ray_address, tmp_path, monkeypatch):
-    """After the warm starts, the portfolio's configurations are the search's first trials,
-    recorded in search.json; then TPE proposes new ones."""
+def test_the_default_search_runs_its_portfolio_after_the_warm_starts(ray_address, tmp_path, monkeypatch):
+    """The default searcher is the portfolio: after the warm starts, the portfolio's
+    configurations are the search's first trials, recorded in search.json; then TPE proposes."""
     import pandas as pd
 
     from visiontune.search import run_search
@@ -130,11 +133,12 @@ def test_a_portfolio_search_runs_its_portfolio_after_the_warm_starts(ray_address
     warm = tmp_path / "warm.json"
     warm.write_text(json.dumps([CNN]))
     lines: list[str] = []
-    run_search(SearchOptions(task="mnist", synthetic=True, space="mnist", searcher="portfolio", trials=4,
+    run_search(SearchOptions(task="mnist", synthetic=True, space="mnist", trials=4,
                              warm_start=str(warm), max_epochs=2, concurrency=1, storage=str(tmp_path / "runs"),
                              name="p", report=False), progress=lines.append)
     run = tmp_path / "runs" / "p"
-    assert json.loads((run / "search.json").read_text())["portfolio"] == [other]
+    recorded = json.loads((run / "search.json").read_text())
+    assert recorded["options"]["searcher"] == "portfolio" and recorded["portfolio"] == [other]
     assert "portfolio: 1 configuration that searched best on other data sets goes first (listed in search.json)" \
         in lines
     table = pd.read_csv(run / "trials.csv")

@@ -234,8 +234,9 @@ def add_search_parser(commands) -> None:
     """The ``search`` sub-command and its options."""
     search = commands.add_parser(
         "search", help="hyperparameter search with Ray Tune, Optuna and ASHA",
-        description="Search a space of configurations: Optuna proposes trials (TPE by default), ASHA stops weak "
-                    "ones early on the validation metric, Ray runs them in parallel on CPUs or GPU fractions. "
+        description="Search a space of configurations: the configurations that searched best on other data sets "
+                    "go first, then Optuna's TPE proposes (--searcher), ASHA stops weak ones early on the "
+                    "validation metric, Ray runs them in parallel on CPUs or GPU fractions. "
                     "The top-k trials by validation are evaluated once on the test split.")
     search.add_argument("task", nargs="?", metavar="TASK|PATH", help=TASK_HELP)
     search.add_argument("--list-spaces", action="store_true", help="list the named search spaces and exit")

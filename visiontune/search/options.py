@@ -27,7 +27,7 @@ from visiontune.storage import RunStore
 if TYPE_CHECKING:
     from visiontune.data.card import DatasetCard
 
-SEARCHERS = ("tpe", "random", "grid", "portfolio")
+SEARCHERS = ("portfolio", "tpe", "random", "grid")
 SCHEDULERS = ("asha", "none")
 PARAMS_OBJECTIVE = record.PARAMS  # the second objective of --objectives: learnable weights
 DEFAULT_TRIALS = 16
@@ -83,8 +83,9 @@ class SearchOptions(TrialResources, DataOptions):
     fixed: dict[str, Any] = option(help="fix a setting for every trial, e.g. --set precision=bf16 (repeatable)",
                                    flag="--set", metavar="KEY=VALUE", repeat=True, parse=parse_set_options,
                                    group=WHAT, default_factory=dict)
-    searcher: str = option("tpe", "proposal method: tpe (Optuna's TPE), random, grid (every point of a grid space), "
-                                  "portfolio (configurations that searched best on other data sets first, then TPE)",
+    searcher: str = option("portfolio", "proposal method: portfolio (the configurations that searched best on other "
+                                        "data sets of the same kind first, then TPE; the default), tpe (Optuna's TPE "
+                                        "alone), random, grid (every point of a grid space)",
                             choices=SEARCHERS, group=WHAT)
     scheduler: str = option("asha", "early stopping", choices=SCHEDULERS, group=WHAT)
     grace_period: int | None = option(None, "ASHA: epochs before a trial can be stopped (default: a tenth of "

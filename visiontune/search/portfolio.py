@@ -1,8 +1,9 @@
-"""The portfolio of ``--searcher portfolio``: configurations that searched best on other data sets,
-tried first, before TPE proposes (Auto-sklearn 2.0's zero-shot portfolios, in small).
+"""The portfolio of ``--searcher portfolio``, the default searcher: configurations that searched
+best on other data sets, tried first, before TPE proposes (Auto-sklearn 2.0's zero-shot
+portfolios, in small). ``benchmarks/searchers.py`` chose it: README, Performance.
 
 ``portfolio.json`` beside this module holds, per data set the benchmark searched
-(``benchmarks/search_efficiency.py --fit-portfolio``), its best configurations by validation.
+(``benchmarks/searchers.py --fit-portfolio``), its best configurations by validation.
 A search takes those of its own kind (classification or segmentation) from *other* data sets
 only: a data set's own winners never enter its own portfolio, so the benchmark measures the
 portfolio leave-one-task-out and a user's data set gets what did well elsewhere. An entry that
