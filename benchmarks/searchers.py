@@ -249,7 +249,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(result["tasks"])
-    figure, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    figure, axes = plt.subplots(1, len(tasks), figsize=(max(5.6, 4.2 * len(tasks)), 3.4), squeeze=False)
     for axis, task_name in zip(axes[0], tasks):
         summary = result["tasks"][task_name]
         for method, curve in summary["median_curves"].items():
