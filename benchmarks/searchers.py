@@ -249,12 +249,14 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(result["tasks"])
+    # One colour per method across panels, whichever methods each task ran.
+    colour_of = {method: f"C{index}" for index, method in enumerate(METHODS)}
     figure, axes = plt.subplots(1, len(tasks), figsize=(max(5.6, 4.2 * len(tasks)), 3.4), squeeze=False)
     for axis, task_name in zip(axes[0], tasks):
         summary = result["tasks"][task_name]
         for method, curve in summary["median_curves"].items():
             if curve:
-                axis.plot([c for c, _ in curve], [v for _, v in curve], label=method,
+                axis.plot([c for c, _ in curve], [v for _, v in curve], label=method, color=colour_of.get(method),
                           linewidth=2.2 if method == "portfolio" else 1.2)
         axis.axhline(summary["threshold"], color="grey", linestyle=":", linewidth=1)
         axis.set_title(f"{task_name} (target {summary['threshold']})", fontsize=10)
@@ -262,7 +264,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
         axis.set_ylabel("test figure of the best-by-validation model")
         low = min((v for curve in summary["median_curves"].values() for _, v in curve), default=0.0)
         axis.set_ylim(max(0.0, min(low, summary["threshold"]) - 0.05), None)
-    axes[0][0].legend(fontsize=8)
+    # The legend lists every method drawn in any panel, once.
+    handles = {line.get_label(): line for axis in axes[0] for line in axis.get_lines() if line.get_label() in colour_of}
+    axes[0][0].legend([handles[m] for m in METHODS if m in handles], [m for m in METHODS if m in handles], fontsize=8)
     figure.suptitle("median over seeds; searches end once at target (last value carried on)", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
