@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# Where figures go: benchmarks/results, or VISIONTUNE_BENCHMARK_RESULTS (the GPU session's folder).
+RESULTS_DIR = Path(os.environ.get("VISIONTUNE_BENCHMARK_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def machine() -> dict[str, Any]:

@@ -84,6 +84,11 @@ def test_the_plan_picks_device_host_or_disk_by_size_and_refuses_what_does_not_fi
     assert gpu.where == "device" and gpu.device_bytes == size
     small_gpu = placement.plan(digits_splits, gpus_per_trial=0.25, gpu_memory=size, **roomy)
     assert small_gpu.where == "host"  # streamed from the host, never a CUDA out-of-memory error
+    with pytest.raises(DataError, match="--placement device: each trial would hold .* use --placement host") as big:
+        placement.plan(digits_splits, placement="device", gpus_per_trial=0.25, gpu_memory=size, **roomy)
+    assert "\n" not in str(big.value)  # asked for, a placement past a trial's GPU share is refused, not tried
+    assert placement.plan(digits_splits, placement="device", gpus_per_trial=0.25, gpu_memory=4 * size,
+                          **roomy).where == "device"
     four = placement.plan(digits_splits, trials_per_node=4, **roomy)
     assert four.memory_bytes == size + 4 * placement.TRIAL_PROCESS_BYTES
     assert placement.plan(digits_splits, placement="disk", trials_per_node=4, **roomy).memory_bytes == \
@@ -178,3 +183,21 @@ def test_pinned_prefetch_on_cuda_gives_the_device_placements_batches(digits_spli
         assert b.device.type == "cuda" and torch.equal(a, b) and torch.equal(x, y)
         count += 1
     assert count == -(-len(digits_splits.train) // 32)
+
+
+def test_a_search_given_its_data_trains_on_them_from_the_cache(ray_address, tmp_path, digits_splits):
+    """``run_search(data=...)``: the GPU placement benchmark's generated set, never decoded from files."""
+    import dataclasses
+
+    from visiontune.search import SearchOptions, run_search
+
+    mapped = placement.spill(digits_splits)  # cache-backed, as the benchmark writes its large set
+    given = dataclasses.replace(mapped, train=mapped.train.subset(np.arange(64)))
+    summary = run_search(SearchOptions(task="mnist", space="mnist-cnn", trials=1, max_epochs=1,
+                                       storage=str(tmp_path / "runs"), name="g", report=False,
+                                       searcher="random", scheduler="none"),
+                         data=given, progress=lambda line: None)
+    recorded = json.loads((tmp_path / "runs" / "g" / "search.json").read_text())
+    assert recorded["data"]["sizes"] == {"train": 64, "val": len(digits_splits.val), "test": len(digits_splits.test)}
+    assert recorded["placement"]["where"] == "host"  # mapped from the cache entry, one copy for the machine
+    assert summary["trials"] == 1 and summary["top"]

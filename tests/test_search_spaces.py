@@ -172,3 +172,12 @@ def test_warm_start_points_are_checked_against_the_space():
         check_point_in_space(space, {"model": "fcn2"}, {"task": "warwick"})
     with pytest.raises(ConfigError, match="hidden=100 is not a setting of space 'mnist'"):
         check_point_in_space(resolve_space(builtin_card("mnist"), "mnist"), {"model": "cnn", "hidden": 100}, {"task": "mnist"})
+
+
+def test_a_grid_with_rows_is_shown_as_its_points(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("rows:\n  - {optimizer: sgd, lr: 0.1}\n  - {optimizer: adam, lr: 0.001}\n"
+                    "params:\n  model: cnn\n  seed: [0, 1]\n")
+    shown = describe_space(resolve_space(builtin_card("mnist"), str(path)))
+    assert shown[1] == "  grid: 4 points"  # rows times the lists; never sampled (a row grid cannot be)
+    assert sum("optimizer='sgd', lr=0.1" in line for line in shown) == 2 and sum("seed=1" in line for line in shown) == 2

@@ -155,6 +155,10 @@ def plan(splits, data_memory_gb: float | None = None, placement: str = "auto", t
         chosen = made("host", f"within the data memory budget of {_gb(budget)}")
     else:
         chosen = made("disk", f"over the data memory budget of {_gb(budget)} (--data-memory-gb)")
+    if chosen.where == "device" and gpus_per_trial > 0 and gpu_memory and size > gpus_per_trial * gpu_memory:
+        raise DataError(f"--placement device: each trial would hold the whole data set ({_gb(size)}) in its "
+                        f"{gpus_per_trial:g} of a {_gb(gpu_memory)} GPU ({_gb(gpus_per_trial * gpu_memory)}); "
+                        "use --placement host (one copy in shared memory) or auto")
     if chosen.memory_bytes > available:
         raise DataError(f"the data ({chosen.where} placement) and {trials_per_node} trial process"
                         f"{'es' * (trials_per_node > 1)} need {_gb(chosen.memory_bytes)} of memory, but "

@@ -56,18 +56,21 @@ def _run_folder(options: SearchOptions, resume: bool) -> tuple[SearchOptions, Ru
 
 def run_search(options: SearchOptions, resume: bool = False, progress: Callable[[str], None] = print_now,
                trial_function: Callable | None = None, status_interval_s: float = 20.0,
-               stopper=None) -> dict[str, Any]:
+               stopper=None, data=None) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) a search; returns its summary. The analysis report
     (``options.report``) is the caller's to write: ``visiontune search`` runs ``analysis`` on the
     run folder afterwards; the search service itself renders nothing.
 
     ``trial_function`` replaces the task's trainable (tests use it to inject faults; the
     search-efficiency benchmark to measure). ``stopper`` (a ``ray.tune.Stopper``) can end a new
-    search early; the benchmark ends its searches once it has what it measures.
+    search early; the benchmark ends its searches once it has what it measures. ``data`` (a
+    ``DataSplits``) replaces loading the task's data: the GPU placement benchmark searches a
+    generated set larger than a quarter of a GPU's memory, which no folder could be decoded into
+    in its time.
     """
     options, store = _run_folder(options, resume)
     check_numbers(options)  # what needs no data, before loading it
-    splits = options.load_splits(options.task)
+    splits = options.load_splits(options.task) if data is None else data
     if options.cv_folds:  # a fold search: train+validation pooled and dealt into folds; no test images
         from visiontune.data.folds import pooled_for_cv, refit_splits
 

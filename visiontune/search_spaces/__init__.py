@@ -149,6 +149,11 @@ def _shown(distribution) -> str:
 def describe_space(space: SearchSpace, samples: int = 300, seed: int = 0) -> list[str]:
     """The space as it will be searched, one line per setting: each parameter's range or choices
     (as fitted to the data set) with how often it is active, then the constants."""
+    if space.has_rows:  # a grid with rows cannot be sampled: its points, one line each
+        points = space.grid_points()
+        return [f"space {space.name!r} for {space.task}: {space.description}",
+                f"  grid: {len(points)} points"] + [
+            "  " + ", ".join(f"{name}={value!r}" for name, value in point.items()) for point in points]
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -170,8 +175,6 @@ def describe_space(space: SearchSpace, samples: int = 300, seed: int = 0) -> lis
         share = active[name] / samples
         lines.append(f"  {name}: {' or '.join(shown)}"
                      + ("" if share == 1 else f"  (in {share:.0%} of the draws: conditional)"))
-    if space.has_rows:
-        lines.append(f"  grid rows: {len(space.grid_points())} points")
     for name, value in constants.items():
         lines.append(f"  {name} = {value!r}  (constant)")
     return lines
