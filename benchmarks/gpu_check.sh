@@ -6,6 +6,7 @@
 #      trials per GPU (--gpus-per-trial 0.25), with the GPU's utilisation sampled every half
 #      second while it runs;
 #   3. the time until that search's first configuration reached 0.99 validation accuracy.
+# The whole GPU session of issue 26 (tests, cross-validations, placements, loop) is gpu_session.sh.
 # Needs visiontune installed (.venv, or PYTHON=...) and the data sets under $VISIONTUNE_DATA.
 # Figures go to ${GPU_CHECK_DEST:-benchmarks/results/gpu-check}/, the search's run folder to
 # ${GPU_CHECK_RUNS:-runs}/gpu-mnist (reproduction/results_gpu.sh goes on from it); the last line
