@@ -59,7 +59,9 @@ say() { echo "[$((SECONDS - START))s] $*" | tee -a "$LOG"; }
 # ---------------------------------------------------------------- packages and data
 if ! "$PY" -c "import ray, optuna" 2>/dev/null; then
     [ -f .gpu/site.tar.xz ] || { say "no ray/optuna and no .gpu/site.tar.xz (run benchmarks/gpu_bundle.sh here)"; exit 1; }
-    mkdir -p /tmp/site && tar -xJf .gpu/site.tar.xz -C /tmp/site
+    # Python's tarfile, not tar -J: the image need not have the xz program.
+    "$PY" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='data')" \
+        .gpu/site.tar.xz /tmp/site || { say "could not unpack .gpu/site.tar.xz"; exit 1; }
     export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
