@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from common import describe, git_revision, machine  # noqa: E402
+from gpu_summary import utilisation  # noqa: E402
 from memory_scaling import Sampler  # noqa: E402
 from visiontune.data import cache, load_splits  # noqa: E402
 from visiontune.data.placement import gpu_memory, plan  # noqa: E402
@@ -82,13 +83,15 @@ class GpuSampler:
 
     def figures(self) -> dict:
         """Peak memory and the median and mean utilisation of the samples."""
-        rows = [line.split(",") for line in self.csv_path.read_text().splitlines()] if self.csv_path.exists() else []
-        util = [float(row[1]) for row in rows if len(row) == 3 and row[1].strip().isdigit()]
-        memory = [float(row[2]) for row in rows if len(row) == 3 and row[2].strip().isdigit()]
-        if not util:
+        if not self.csv_path.exists():
             return {"gpu_samples": 0}
-        return {"gpu_samples": len(util), "gpu_util_median": statistics.median(util),
-                "gpu_util_mean": statistics.fmean(util), "gpu_memory_peak_gb": max(memory) * 2**20 / 1e9}
+        median, mean, count = utilisation(self.csv_path)  # the GPU check's reading of the same samples
+        rows = [line.split(",") for line in self.csv_path.read_text().splitlines()]
+        memory = [float(row[2]) for row in rows if len(row) == 3 and row[2].strip().isdigit()]
+        if not count:
+            return {"gpu_samples": 0}
+        return {"gpu_samples": count, "gpu_util_median": median, "gpu_util_mean": mean,
+                "gpu_memory_peak_gb": max(memory) * 2**20 / 1e9}
 
 
 def large_entry(template: ImageSet, gigabytes: float, read: int) -> tuple[ImageSet, np.ndarray]:
